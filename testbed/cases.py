@@ -1,0 +1,237 @@
+"""The scenarios and their cases, with the verdicts the specifications expect.
+
+A storage case grants scopes relative to a directory of its own (the cell's
+directory) and performs one operation on a target below it. Section names for
+``wlcg-1.0`` are the headings of the WLCG Common JWT Profiles 1.0; later revisions
+number them (``2.2.1. Capability-based Authorization: scope`` in 1.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from testbed.errors import UsageError
+from testbed.variants import Variant, load_variants
+
+__all__ = [
+    "SCENARIOS",
+    "Case",
+    "RejectionCase",
+    "StorageCase",
+    "cases_for",
+    "resolve_scenarios",
+]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One end-to-end workflow."""
+
+    name: str
+    summary: str
+    operation: str
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("download", "read a file with GET", "download"),
+        Scenario("upload", "write a new file with PUT", "upload"),
+        Scenario("overwrite", "replace an existing file with PUT", "overwrite"),
+        Scenario("delete", "remove a file with DELETE", "delete"),
+        Scenario("mkdir", "create a directory with MKCOL", "mkdir"),
+        Scenario(
+            "token-rejection",
+            "read a file with tokens that bend or break the profile",
+            "download",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """What every case states: its id, profile, expected verdict and source."""
+
+    scenario: str
+    name: str
+    profile: str
+    expected: str
+    requirement: str
+    section: str
+    summary: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.profile}-{self.name}"
+
+    @property
+    def variant(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class StorageCase(Case):
+    """A storage operation with granted scopes: ``(operation, path)`` pairs."""
+
+    grants: tuple[tuple[str, str], ...] = ()
+    target: str = "file"
+
+
+@dataclass(frozen=True)
+class RejectionCase(Case):
+    """A read with a token variant of the profile."""
+
+    token_variant: Variant | None = None
+
+    @property
+    def variant(self) -> str | None:
+        return self.token_variant.id if self.token_variant else None
+
+
+WLCG = "wlcg-1.0"
+SCITOKENS = "scitokens-2.0"
+WLCG_SCOPE = "WLCG 1.0, Capability based Authorization: scope"
+SCITOKENS_SCOPE = "SciTokens 2.0, SciTokens Scopes"
+
+
+def _case(
+    scenario: str,
+    name: str,
+    profile: str,
+    grants: tuple[tuple[str, str], ...],
+    target: str,
+    expected: str,
+    summary: str,
+    requirement: str = "MUST",
+    section: str | None = None,
+) -> StorageCase:
+    default = WLCG_SCOPE if profile == WLCG else SCITOKENS_SCOPE
+    return StorageCase(
+        scenario=scenario,
+        name=name,
+        profile=profile,
+        expected=expected,
+        requirement=requirement,
+        section=section or default,
+        summary=summary,
+        grants=grants,
+        target=target,
+    )
+
+
+READ, CREATE, MODIFY = ("read", ""), ("create", ""), ("modify", "")
+
+STORAGE_CASES: tuple[StorageCase, ...] = (
+    # WLCG 1.0: storage.read reads; paths are hierarchical ("/foo" but not "/bar").
+    _case("download", "read-inside", WLCG, (READ,), "file", "accept",
+          "storage.read on the directory reads a file in it"),
+    _case("download", "read-outside", WLCG, (("read", "/granted"),), "other/file",
+          "reject", "storage.read on /granted does not read /other"),
+    _case("download", "read-sibling-prefix", WLCG, (("read", "/data"),),
+          "database/file", "reject",
+          "storage.read on /data does not read /database: paths match whole components"),
+    _case("download", "create-cannot-read", WLCG, (CREATE,), "file", "reject",
+          "storage.create uploads data but grants no read"),
+    # storage.create uploads and creates directories, never overwrites or deletes.
+    _case("upload", "create-inside", WLCG, (CREATE,), "new-file", "accept",
+          "storage.create uploads a new file"),
+    _case("upload", "create-outside", WLCG, (("create", "/granted"),),
+          "other/new-file", "reject", "storage.create on /granted does not upload to /other"),
+    _case("upload", "read-cannot-upload", WLCG, (READ,), "new-file", "reject",
+          "storage.read grants no upload"),
+    _case("upload", "modify-inside", WLCG, (MODIFY,), "new-file", "accept",
+          "storage.modify is a strict superset of storage.create"),
+    _case("overwrite", "create-cannot-overwrite", WLCG, (CREATE,), "file", "reject",
+          "storage.create DOES NOT permit overwriting stored data"),
+    _case("overwrite", "modify-overwrites", WLCG, (MODIFY,), "file", "accept",
+          "storage.modify permits overwriting stored data"),
+    _case("delete", "create-cannot-delete", WLCG, (CREATE,), "file", "reject",
+          "storage.create DOES NOT permit deletion"),
+    _case("delete", "modify-deletes", WLCG, (MODIFY,), "file", "accept",
+          "storage.modify permits deleting data"),
+    _case("delete", "read-cannot-delete", WLCG, (READ,), "file", "reject",
+          "storage.read grants no deletion"),
+    _case("mkdir", "create-mkdir", WLCG, (CREATE,), "new-dir", "accept",
+          "storage.create includes the creation of directories"),
+    _case("mkdir", "create-mkdir-outside", WLCG, (("create", "/granted"),),
+          "other/new-dir", "reject", "storage.create on /granted creates nothing in /other"),
+    _case("mkdir", "read-cannot-mkdir", WLCG, (READ,), "new-dir", "reject",
+          "storage.read grants no directory creation"),
+    # SciTokens 2.0: read reads; write uploads and modifies.
+    _case("download", "read-inside", SCITOKENS, (READ,), "file", "accept",
+          "read on the directory reads a file in it"),
+    _case("download", "read-outside", SCITOKENS, (("read", "/granted"),), "other/file",
+          "reject", "read on /granted does not read /other"),
+    _case("download", "read-sibling-prefix", SCITOKENS, (("read", "/data"),),
+          "database/file", "reject", "read on /data does not read /database"),
+    _case("download", "write-cannot-read", SCITOKENS, (CREATE,), "file", "reject",
+          "write grants no read"),
+    _case("upload", "write-inside", SCITOKENS, (CREATE,), "new-file", "accept",
+          "write uploads a new file"),
+    _case("upload", "write-outside", SCITOKENS, (("create", "/granted"),),
+          "other/new-file", "reject", "write on /granted does not upload to /other"),
+    _case("upload", "read-cannot-upload", SCITOKENS, (READ,), "new-file", "reject",
+          "read grants no upload"),
+    _case("overwrite", "write-overwrites", SCITOKENS, (MODIFY,), "file", "accept",
+          "write permits modifying existing data"),
+    _case("overwrite", "read-cannot-overwrite", SCITOKENS, (READ,), "file", "reject",
+          "read grants no modification"),
+    _case("delete", "write-deletes", SCITOKENS, (MODIFY,), "file", "accept",
+          "write permits modifying data, deletion included", requirement="SHOULD"),
+    _case("delete", "read-cannot-delete", SCITOKENS, (READ,), "file", "reject",
+          "read grants no deletion"),
+    _case("mkdir", "write-mkdir", SCITOKENS, (CREATE,), "new-dir", "accept",
+          "write permits creating directories", requirement="SHOULD"),
+    _case("mkdir", "read-cannot-mkdir", SCITOKENS, (READ,), "new-dir", "reject",
+          "read grants no directory creation"),
+)  # fmt: skip
+
+
+def rejection_cases(profiles: list[str]) -> list[RejectionCase]:
+    """Combine every variant with every profile it names a section for."""
+    cases = []
+    for variant in load_variants().values():
+        for profile in profiles:
+            if profile not in variant.sections:
+                continue
+            cases.append(
+                RejectionCase(
+                    scenario="token-rejection",
+                    name=variant.id,
+                    profile=profile,
+                    expected=variant.expected,
+                    requirement=variant.requirement,
+                    section=variant.section(profile),
+                    summary=variant.summary,
+                    token_variant=variant,
+                )
+            )
+    return cases
+
+
+def cases_for(scenario: str, profiles: list[str]) -> list[Case]:
+    """Return the cases of ``scenario`` for the given profiles."""
+    if scenario == "token-rejection":
+        return list(rejection_cases(profiles))
+    return [
+        c for c in STORAGE_CASES if c.scenario == scenario and c.profile in profiles
+    ]
+
+
+def profiles_with_cases() -> set[str]:
+    """Return the profiles that at least one case covers."""
+    covered = {c.profile for c in STORAGE_CASES}
+    for variant in load_variants().values():
+        covered.update(variant.sections)
+    return covered
+
+
+def resolve_scenarios(names: list[str]) -> list[str]:
+    """Validate scenario names; raise UsageError listing the valid ones."""
+    for name in names:
+        if name not in SCENARIOS:
+            raise UsageError(
+                f"unknown scenario {name!r}; valid scenarios: {', '.join(SCENARIOS)}"
+            )
+    return names

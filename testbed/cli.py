@@ -1,0 +1,367 @@
+"""The ``testbed`` command: run, up, down, token and list.
+
+Exit codes: 0 when every cell ran (pass or fail), 1 when a cell is ``error`` (or,
+with ``--strict``, ``fail``) or the testbed itself failed, 2 on a usage error, 130
+after an interrupt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from testbed import __version__
+from testbed.cases import SCENARIOS, cases_for, resolve_scenarios
+from testbed.errors import TestbedError, UsageError
+from testbed.implementations import (
+    DEFAULT_IMPLEMENTATIONS,
+    IMPLEMENTATIONS,
+    Role,
+    resolve_implementations,
+)
+from testbed.profiles import get_profile, load_profiles
+from testbed.variants import load_variants
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+SCENARIOS_DIR = Path(
+    os.environ.get(
+        "TESTBED_SCENARIOS_DIR", Path(__file__).resolve().parent.parent / "scenarios"
+    )
+)
+STATE_DIR = Path(
+    os.environ.get("TESTBED_STATE_DIR", Path.home() / ".local" / "state" / "testbed")
+)
+EXIT_INTERRUPTED = 130
+# Loggers that write one line per request; shown only with --verbose.
+CHATTY_LOGGERS = ("testbed.storage_ops", "testbed.issuer_client", "httpx")
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [
+        part.strip() for value in values for part in value.split(",") if part.strip()
+    ]
+
+
+def _fail(exc: TestbedError) -> NoReturn:
+    click.echo(f"testbed: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn TestbedError into a message and its exit code, without a traceback."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except TestbedError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo(
+                "testbed: interrupted; containers of this run were removed", err=True
+            )
+            sys.exit(EXIT_INTERRUPTED)
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+def _terminate_as_interrupt() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so that clean-up code runs."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="testbed")
+def cli() -> None:
+    """Token interop testbed for WLCG, SciTokens and RFC 9068 bearer tokens."""
+
+
+def _plugin_registered() -> bool:
+    return any(
+        entry.name == "testbed" for entry in metadata.entry_points(group="pytest11")
+    )
+
+
+@cli.command()
+@click.option(
+    "--implementations",
+    "-i",
+    multiple=True,
+    help="name@version, name or alias; comma-separated or repeated",
+)
+@click.option(
+    "--profiles", "-p", multiple=True, help="profile names; comma-separated or repeated"
+)
+@click.option(
+    "--scenarios",
+    "-s",
+    multiple=True,
+    help="scenario names; comma-separated or repeated",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out"),
+    show_default=True,
+    help="folder for results.json and matrix.md",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="exit 1 when a cell is fail, not only when it is error",
+)
+@click.option("--verbose", "-v", is_flag=True, help="log every request")
+@click.option(
+    "--pytest-arg", multiple=True, help="extra argument passed to pytest, e.g. -k"
+)
+@_guard
+def run(
+    implementations: tuple[str, ...],
+    profiles: tuple[str, ...],
+    scenarios: tuple[str, ...],
+    output: Path,
+    strict: bool,
+    verbose: bool,
+    pytest_arg: tuple[str, ...],
+) -> None:
+    """Build images, start services, run the scenarios and print the matrix."""
+    import pytest
+
+    from testbed.results import load_results
+
+    impls = resolve_implementations(_split(implementations) or DEFAULT_IMPLEMENTATIONS)
+    for name in _split(profiles):
+        get_profile(name)
+    resolve_scenarios(_split(scenarios))
+    if not SCENARIOS_DIR.is_dir():
+        raise UsageError(
+            f"no scenarios folder at {SCENARIOS_DIR}; set TESTBED_SCENARIOS_DIR"
+        )
+
+    results = output / "results.json"
+    if results.exists():
+        results.unlink()
+    args = [
+        str(SCENARIOS_DIR),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--testbed-output={output}",
+    ]
+    args.append("--testbed-implementations=" + ",".join(i.key for i in impls))
+    if profiles:
+        args.append("--testbed-profiles=" + ",".join(_split(profiles)))
+    if scenarios:
+        args.append("--testbed-scenarios=" + ",".join(_split(scenarios)))
+    if not _plugin_registered():
+        args += ["-p", "testbed.plugin"]
+    args += ["-o", "log_cli=true", "--log-cli-level=INFO"]
+    args += list(pytest_arg)
+
+    _setup_logging(verbose)
+    _terminate_as_interrupt()
+    code = pytest.main(args)
+    if code == pytest.ExitCode.INTERRUPTED:
+        raise KeyboardInterrupt
+    if code == pytest.ExitCode.USAGE_ERROR:
+        sys.exit(2)
+    if not results.exists():
+        raise TestbedError(
+            f"the run wrote no {results} (pytest exit code {int(code)}); "
+            "no cell matched the selection or the run failed before its first cell"
+        )
+    document = load_results(results)
+    summary = document["summary"]
+    click.echo(f"\nresults: {results}  matrix: {output / 'matrix.md'}")
+    if summary["error"] or (strict and summary["fail"]):
+        sys.exit(1)
+
+
+def _stack_dir() -> Path:
+    return STATE_DIR / "stack"
+
+
+@cli.command()
+@click.option(
+    "--implementations", "-i", multiple=True, help="name@version, name or alias"
+)
+@_guard
+def up(implementations: tuple[str, ...]) -> None:
+    """Start a stack for a session and print its endpoints; 'testbed down' stops it."""
+    from testbed import engine
+    from testbed.run_context import RunContext
+    from testbed.stack import Stack
+
+    impls = resolve_implementations(_split(implementations) or DEFAULT_IMPLEMENTATIONS)
+    if not any(i.role is Role.ISSUER for i in impls):
+        impls = resolve_implementations([DEFAULT_IMPLEMENTATIONS[0]]) + impls
+    if (_stack_dir() / "context.json").exists():
+        raise UsageError(
+            f"a stack is already up (state in {_stack_dir()}); run 'testbed down' first"
+        )
+    _setup_logging(False)
+    client = engine.connect()
+    engine.remove_containers(client, leftovers_only=True, include_up=False)
+    run = RunContext.create(_stack_dir())
+    stack = Stack(client, run, impls, mode="up")
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        shutil.rmtree(_stack_dir(), ignore_errors=True)
+        raise
+    for key, error in stack.failures.items():
+        click.echo(f"{key}: FAILED: {error}", err=True)
+    click.echo(f"stack {run.run_id} is up; CA certificate: {run.ca_file}")
+    for key, service in stack.services.items():
+        click.echo(f"  {key:28} {service.url}")
+    click.echo(
+        "get a token with: testbed token --scope 'storage.read:/' --audience URL"
+    )
+    if stack.failures:
+        sys.exit(1)
+
+
+@cli.command()
+@_guard
+def down() -> None:
+    """Remove the stack that 'testbed up' started and any leftover containers."""
+    from testbed import engine
+
+    client = engine.connect()
+    removed = engine.remove_containers(client, leftovers_only=True, include_up=True)
+    shutil.rmtree(_stack_dir(), ignore_errors=True)
+    click.echo(
+        f"removed {len(removed)} containers"
+        + (f": {', '.join(removed)}" if removed else "")
+    )
+
+
+@cli.command()
+@click.option(
+    "--scope", required=True, help="space-separated scopes, e.g. 'storage.read:/'"
+)
+@click.option("--audience", "-a", multiple=True, help="audience; repeat for several")
+@click.option("--profile", default="wlcg-1.0", show_default=True, help="token profile")
+@click.option("--lifetime", type=click.IntRange(min=1), help="lifetime in seconds")
+@_guard
+def token(
+    scope: str, audience: tuple[str, ...], profile: str, lifetime: int | None
+) -> None:
+    """Print a token from the running stack's issuer (client-credentials grant)."""
+    from testbed.issuer_client import IssuerClient
+    from testbed.run_context import RunContext
+
+    get_profile(profile)
+    run = RunContext.load(_stack_dir())
+    with IssuerClient(
+        run.issuer_url, run.ca_file, run.mint_credential, run.clients
+    ) as issuer:
+        click.echo(issuer.token(profile, scope, list(audience) or None, lifetime))
+
+
+def _catalog() -> dict[str, Any]:
+    profiles = load_profiles()
+    return {
+        "implementations": [
+            {
+                "key": impl.key,
+                "name": impl.name,
+                "version": impl.version,
+                "role": impl.role.value,
+                "image": impl.image.repository,
+                "suite": impl.image.suite,
+                "aliases": list(impl.aliases),
+                "capabilities": sorted(impl.capabilities),
+                "default": impl.key in DEFAULT_IMPLEMENTATIONS,
+                "description": impl.description,
+            }
+            for impl in IMPLEMENTATIONS.values()
+        ],
+        "profiles": [
+            {"name": p.name, "title": p.title, "specification": p.specification}
+            for p in profiles.values()
+        ],
+        "variants": [
+            {
+                "id": v.id,
+                "summary": v.summary,
+                "expected": v.expected,
+                "requirement": v.requirement,
+                "sections": v.sections,
+            }
+            for v in load_variants().values()
+        ],
+        "scenarios": [
+            {
+                "name": s.name,
+                "summary": s.summary,
+                "cells_per_storage": len(cases_for(s.name, list(profiles))),
+            }
+            for s in SCENARIOS.values()
+        ],
+    }
+
+
+@cli.command(name="list")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@_guard
+def list_command(output_format: str) -> None:
+    """List implementations, profiles, variants and scenarios."""
+    catalog = _catalog()
+    if output_format == "json":
+        click.echo(json.dumps(catalog, indent=2))
+        return
+    click.echo("implementations:")
+    for impl in catalog["implementations"]:
+        mark = " (default)" if impl["default"] else ""
+        click.echo(f"  {impl['key']:28} {impl['role']:9} {impl['description']}{mark}")
+    click.echo("profiles:")
+    for profile in catalog["profiles"]:
+        click.echo(f"  {profile['name']:28} {profile['title']}")
+    click.echo("variants:")
+    for variant in catalog["variants"]:
+        click.echo(f"  {variant['id']:28} {variant['expected']:7} {variant['summary']}")
+    click.echo("scenarios:")
+    for scenario in catalog["scenarios"]:
+        click.echo(f"  {scenario['name']:28} {scenario['summary']}")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    cli(prog_name="testbed")

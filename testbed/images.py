@@ -1,0 +1,286 @@
+"""Building the testbed's images, cached by a hash of their build context.
+
+An image is tagged ``testbed/<name>:<hash>``, where the hash covers every file of
+the build context (the implementation's folder under ``containers/`` plus any
+wheelhouse), the build arguments and the base image's id. When an image with that
+tag exists, nothing is built.
+
+Base images are ``debian:<suite>-slim``. Where no registry answers, the testbed
+bootstraps one offline with ``mmdebstrap`` from the host's own Debian mirror and
+tags it ``debian:<suite>-slim`` locally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from testbed.errors import ConfigurationError, ImageBuildError
+
+__all__ = [
+    "CONTAINERS_DIR",
+    "ImageBuilder",
+    "ImageSpec",
+    "context_hash",
+    "host_mirror",
+]
+
+logger = logging.getLogger(__name__)
+
+CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
+CACHE_DIR = Path(
+    os.environ.get("TESTBED_CACHE_DIR", Path.home() / ".cache" / "testbed")
+)
+BUILD_TIMEOUT = 900
+BOOTSTRAP_TIMEOUT = 600
+LOG_TAIL_LINES = 30
+# Suites whose Release file is past its Valid-Until date on some mirrors.
+SUITES_WITHOUT_VALID_UNTIL = {"sid", "unstable"}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What to build: a folder under ``containers/``, a Debian suite and extras."""
+
+    name: str
+    suite: str = "bookworm"
+    build_args: dict[str, str] = field(default_factory=dict)
+    requirements: str | None = (
+        None  # a requirements file in the folder, for a wheelhouse
+    )
+
+    @property
+    def context_dir(self) -> Path:
+        return CONTAINERS_DIR / self.name
+
+    @property
+    def repository(self) -> str:
+        return f"testbed/{self.name}"
+
+
+def context_hash(directory: Path, extra: dict[str, str]) -> str:
+    """Hash the files below ``directory`` (names, modes and contents) and ``extra``."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        relative = path.relative_to(directory).as_posix()
+        if "__pycache__" in relative or relative.startswith("tests/"):
+            continue
+        digest.update(relative.encode() + b"\0")
+        digest.update(oct(path.stat().st_mode & 0o111).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for key in sorted(extra):
+        digest.update(f"{key}={extra[key]}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def host_mirror() -> str:
+    """Return the URI of the Debian mirror that the host's apt configuration names."""
+    candidates: list[Path] = [Path("/etc/apt/sources.list")]
+    candidates += sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    candidates += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
+    for path in candidates:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            words = line.split("#", 1)[0].split()
+            if path.suffix == ".sources" and words[:1] == ["URIs:"]:
+                uri = words[1] if len(words) > 1 else ""
+            elif words[:1] == ["deb"]:
+                uri = next((w for w in words[1:] if not w.startswith("[")), "")
+            else:
+                continue
+            if uri and "security" not in uri and "/debian" in uri:
+                return uri
+    raise ConfigurationError(
+        "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d; "
+        "set TESTBED_DEBIAN_MIRROR to the mirror's URI"
+    )
+
+
+class ImageBuilder:
+    """Builds images and base images, each at most once per process."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _image_exists(self, tag: str) -> bool:
+        try:
+            self.client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    def base_image(self, suite: str) -> str:
+        """Return a local base image for ``suite``, pulling or bootstrapping it.
+
+        ``TESTBED_BASE_SOURCE`` chooses: ``auto`` (default) tries a pull of
+        ``debian:<suite>-slim`` and bootstraps on failure, ``pull`` only pulls and
+        ``bootstrap`` never contacts a registry.
+        """
+        official, bootstrapped = f"debian:{suite}-slim", f"testbed-base:{suite}"
+        with self._lock(suite):
+            for tag in (official, bootstrapped):
+                if self._image_exists(tag):
+                    return tag
+            source = os.environ.get("TESTBED_BASE_SOURCE", "auto")
+            if source not in ("auto", "pull", "bootstrap"):
+                raise ConfigurationError(
+                    f"invalid TESTBED_BASE_SOURCE {source!r}; use auto, pull or bootstrap"
+                )
+            if source in ("auto", "pull"):
+                try:
+                    self.client.images.pull("debian", tag=f"{suite}-slim")
+                    logger.info("pulled base image %s", official)
+                    return official
+                except docker.errors.APIError as exc:
+                    if source == "pull":
+                        raise ImageBuildError(f"cannot pull {official}: {exc}") from exc
+                    logger.info(
+                        "no registry answers for %s; bootstrapping it", official
+                    )
+            self._bootstrap(suite, bootstrapped)
+            return bootstrapped
+
+    def _bootstrap(self, suite: str, tag: str) -> None:
+        if shutil.which("mmdebstrap") is None:
+            raise ImageBuildError(
+                f"cannot build base image {tag}: no registry answers and mmdebstrap is "
+                "not installed; install it (apt-get install mmdebstrap) or load the "
+                "image with 'docker load'"
+            )
+        mirror = os.environ.get("TESTBED_DEBIAN_MIRROR") or host_mirror()
+        command = ["mmdebstrap", "--variant=apt", "--quiet"]
+        if suite in SUITES_WITHOUT_VALID_UNTIL:
+            command.append('--aptopt=Acquire::Check-Valid-Until "false"')
+        command += [suite, "-", f"deb {mirror} {suite} main"]
+        started = time.monotonic()
+        logger.info("bootstrapping base image %s from %s", tag, mirror)
+        with tempfile.TemporaryFile() as tarball, tempfile.TemporaryFile() as log:
+            try:
+                subprocess.run(
+                    command,
+                    stdout=tarball,
+                    stderr=log,
+                    check=True,
+                    timeout=BOOTSTRAP_TIMEOUT,
+                )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                log.seek(0)
+                tail = "\n".join(log.read().decode(errors="replace").splitlines()[-20:])
+                raise ImageBuildError(
+                    f"mmdebstrap failed for {tag}: {exc}", tail
+                ) from exc
+            tarball.seek(0)
+            repository, _, version = tag.partition(":")
+            self.client.api.import_image_from_stream(
+                tarball, repository=repository, tag=version
+            )
+        logger.info("base image %s built in %.1f s", tag, time.monotonic() - started)
+
+    def wheelhouse(self, requirements: Path, destination: Path) -> None:
+        """Download the wheels that ``requirements`` names into ``destination``."""
+        cache = (
+            CACHE_DIR
+            / "wheelhouse"
+            / hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+        )
+        if not (cache / ".complete").exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            command = [
+                sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+                "--dest", str(cache), "-r", str(requirements),
+            ]  # fmt: skip
+            logger.info("building wheelhouse for %s", requirements)
+            result = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT,
+                check=False,
+            )
+            if result.returncode != 0:
+                tail = "\n".join(result.stderr.splitlines()[-LOG_TAIL_LINES:])
+                raise ImageBuildError(f"pip download failed for {requirements}", tail)
+            (cache / ".complete").touch()
+        shutil.copytree(cache, destination, ignore=shutil.ignore_patterns(".complete"))
+
+    def build(self, spec: ImageSpec) -> str:
+        """Build ``spec`` unless an image with its context hash exists; return the tag."""
+        if not spec.context_dir.is_dir():
+            raise ConfigurationError(f"no build context at {spec.context_dir}")
+        base = self.base_image(spec.suite)
+        base_id = self.client.images.get(base).id
+        with tempfile.TemporaryDirectory(prefix=f"testbed-{spec.name}-") as scratch:
+            context = Path(scratch) / "context"
+            shutil.copytree(
+                spec.context_dir,
+                context,
+                ignore=shutil.ignore_patterns("__pycache__", "tests"),
+            )
+            if spec.requirements:
+                self.wheelhouse(
+                    spec.context_dir / spec.requirements, context / "wheelhouse"
+                )
+            args = {"BASE": base, **spec.build_args}
+            tag = f"{spec.repository}:{spec.suite}-{context_hash(context, {**args, 'base': base_id})}"
+            with self._lock(tag):
+                if self._image_exists(tag):
+                    logger.debug("image %s is up to date", tag)
+                    return tag
+                self._docker_build(context, tag, args)
+        return tag
+
+    def _docker_build(self, context: Path, tag: str, args: dict[str, str]) -> None:
+        started = time.monotonic()
+        logger.info("building image %s", tag)
+        log: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        # A client of its own, because a build may take longer than one API call.
+        api = docker.from_env(timeout=BUILD_TIMEOUT).api
+        try:
+            for chunk in api.build(
+                path=str(context),
+                tag=tag,
+                buildargs=args,
+                network_mode="host",
+                rm=True,
+                forcerm=True,
+                decode=True,
+                labels={"org.wlcg-testbed.managed": "true"},
+            ):
+                if "stream" in chunk:
+                    log.extend(
+                        line for line in chunk["stream"].splitlines() if line.strip()
+                    )
+                if "error" in chunk:
+                    log.append(chunk["error"].strip())
+                    raise ImageBuildError(
+                        f"docker build of {tag} failed", "\n".join(log)
+                    )
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(
+                f"docker build of {tag} failed: {exc}", "\n".join(log)
+            ) from exc
+        finally:
+            api.close()
+        logger.info("image %s built in %.1f s", tag, time.monotonic() - started)

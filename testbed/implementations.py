@@ -1,0 +1,122 @@
+"""Implementation descriptors: one piece of software in a role, at one version.
+
+An implementation is written ``name@version``. Real implementations come from a
+Debian suite, so the same folder under ``containers/`` builds each version by taking
+the suite as a build argument; the version listed here is the one that suite ships,
+and the testbed reads the installed version back from the running container.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from testbed import __version__
+from testbed.errors import UsageError
+from testbed.images import ImageSpec
+
+__all__ = [
+    "DEFAULT_IMPLEMENTATIONS",
+    "IMPLEMENTATIONS",
+    "Implementation",
+    "Role",
+    "resolve_implementations",
+]
+
+
+class Role(enum.StrEnum):
+    """What a service does in a workflow."""
+
+    ISSUER = "issuer"
+    STORAGE = "storage"
+    TRANSFER = "transfer"
+    COMPUTE = "compute"
+    VALIDATOR = "validator"
+    CLIENT = "client"
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One implementation at one version, and how to build and run it."""
+
+    name: str
+    version: str
+    role: Role
+    image: ImageSpec
+    driver: str
+    description: str
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def _xrootd(version: str, suite: str) -> Implementation:
+    return Implementation(
+        name="xrootd",
+        version=version,
+        role=Role.STORAGE,
+        image=ImageSpec("xrootd", suite=suite),
+        driver="xrootd",
+        description=f"XRootD with XrdHttp and the SciTokens plugin, Debian {suite}",
+        capabilities=frozenset({"https", "scitokens", "wlcg", "http-tpc"}),
+        aliases=(f"xrootd@{suite}",),
+    )
+
+
+IMPLEMENTATIONS: dict[str, Implementation] = {
+    impl.key: impl
+    for impl in (
+        Implementation(
+            name="reference-issuer",
+            version=__version__,
+            role=Role.ISSUER,
+            image=ImageSpec("reference-issuer", requirements="requirements.txt"),
+            driver="reference-issuer",
+            description="the testbed's own OAuth2 issuer (client credentials, minting)",
+            capabilities=frozenset({"client-credentials", "mint", "discovery"}),
+            aliases=("reference-issuer",),
+        ),
+        _xrootd("5.5.3", "bookworm"),
+        _xrootd("5.8.1", "trixie"),
+        _xrootd("6.2.0", "sid"),
+    )
+}
+
+DEFAULT_IMPLEMENTATIONS: tuple[str, ...] = (
+    f"reference-issuer@{__version__}",
+    "xrootd@5.5.3",
+)
+
+
+def resolve_implementations(names: Iterable[str]) -> list[Implementation]:
+    """Map names or aliases to implementations; raise UsageError listing valid names.
+
+    A bare name such as ``xrootd`` selects every version of it.
+    """
+    by_alias = {
+        alias: impl for impl in IMPLEMENTATIONS.values() for alias in impl.aliases
+    }
+    selected: dict[str, Implementation] = {}
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        matches: list[Implementation]
+        if name in IMPLEMENTATIONS:
+            matches = [IMPLEMENTATIONS[name]]
+        elif name in by_alias:
+            matches = [by_alias[name]]
+        else:
+            matches = [impl for impl in IMPLEMENTATIONS.values() if impl.name == name]
+        if not matches:
+            valid = ", ".join(IMPLEMENTATIONS)
+            raise UsageError(
+                f"unknown implementation {name!r}; valid implementations: {valid}"
+            )
+        for impl in matches:
+            selected[impl.key] = impl
+    return list(selected.values())

@@ -1,0 +1,418 @@
+"""The pytest plugin: options, the session's stack, cells and the results file.
+
+Scenario tests carry ``@pytest.mark.scenario(NAME)`` and use the fixtures ``case``
+(parametrised here from :mod:`testbed.cases`), ``storage`` (one per selected
+storage implementation), ``issuer``, ``admin`` and ``cell``. Every scenario test
+becomes one cell: a passing test is ``pass``, a failed verdict check is ``fail``,
+any other exception (a service that did not start, a request that failed) is
+``error``, and a skipped test is ``skip``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testbed.cases import SCENARIOS, Case, cases_for, resolve_scenarios
+from testbed.errors import ServiceStartError, TestbedError
+from testbed.implementations import (
+    DEFAULT_IMPLEMENTATIONS,
+    Implementation,
+    Role,
+    resolve_implementations,
+)
+from testbed.profiles import load_profiles
+from testbed.render import render_markdown, render_terminal
+from testbed.results import Cell, Outcome, RunRecord, write_results
+from testbed.run_context import RunContext, new_run_id
+
+__all__ = ["CellMismatch", "CellRecorder", "TestbedSession"]
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = pytest.StashKey["TestbedSession"]()
+CELL_KEY = pytest.StashKey["CellRecorder"]()
+DEFAULT_PROFILES = ("wlcg-1.0", "scitokens-2.0")
+
+
+class CellMismatch(AssertionError):
+    """The observed verdict differs from the expected one."""
+
+
+class CellRecorder:
+    """The cell of one scenario test, filled in while the test runs."""
+
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+        self.started = time.monotonic()
+
+    def observe(self, verdict: str, reason: str, evidence: dict[str, Any]) -> None:
+        self.cell.observed = str(verdict)
+        self.cell.reason = reason
+        self.cell.evidence.update(evidence)
+
+    def verify(self) -> None:
+        """Raise CellMismatch unless the observed verdict is the expected one."""
+        cell = self.cell
+        if cell.observed is None:
+            raise TestbedError(f"cell {cell.id} finished without an observation")
+        if cell.expected != "either" and cell.observed != cell.expected:
+            raise CellMismatch(
+                f"{cell.id}: expected {cell.expected} ({cell.requirement}, "
+                f"{cell.section}), observed {cell.observed}: {cell.reason}"
+            )
+
+
+class TestbedSession:
+    """Options of this pytest session, its stack and the cells recorded so far."""
+
+    __test__ = False
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.implementations = _option_implementations(config)
+        self.profiles = _option_profiles(config)
+        self.scenarios = _option_list(config, "testbed_scenarios") or list(SCENARIOS)
+        resolve_scenarios(self.scenarios)
+        output = config.getoption("testbed_output")
+        self.output = Path(output) if output else None
+        self.record = RunRecord(run_id=new_run_id())
+        self.stack: Any = None
+        self.run_dir: Path | None = None
+        self.startup_error: TestbedError | None = None
+        self.admins: dict[str, Any] = {}
+
+    @property
+    def storages(self) -> list[Implementation]:
+        return [i for i in self.implementations if i.role is Role.STORAGE]
+
+    def start_stack(self) -> Any:
+        """Start the stack once; later calls return it or raise its start error."""
+        if self.startup_error is not None:
+            raise self.startup_error
+        if self.stack is not None:
+            return self.stack
+        from testbed import engine
+        from testbed.stack import Stack
+
+        try:
+            client = engine.connect()
+            engine.remove_containers(client, leftovers_only=True, include_up=False)
+            self.run_dir = Path(tempfile.mkdtemp(prefix="testbed-run-"))
+            run = RunContext.create(self.run_dir, self.record.run_id)
+            self.stack = Stack(client, run, self.implementations)
+            self.stack.start()
+        except TestbedError as exc:
+            self.startup_error = exc
+            raise
+        except Exception as exc:
+            self.startup_error = TestbedError(
+                f"the stack failed to start: {type(exc).__name__}: {exc}"
+            )
+            raise self.startup_error from exc
+        return self.stack
+
+    def stop_stack(self) -> None:
+        if self.stack is not None:
+            self._record_implementations()
+            self.stack.stop()
+            self.stack = None
+        elif self.startup_error is not None and not self.record.implementations:
+            self.record.implementations = [
+                {
+                    "key": impl.key,
+                    "name": impl.name,
+                    "version": impl.version,
+                    "role": impl.role.value,
+                    "image": "",
+                    "status": "failed",
+                    "error": str(self.startup_error)[:2000],
+                }
+                for impl in self.implementations
+            ]
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+
+    def _record_implementations(self) -> None:
+        stack = self.stack
+        self.record.implementations = []
+        for impl in self.implementations:
+            entry = {
+                "key": impl.key,
+                "name": impl.name,
+                "version": impl.version,
+                "declared_version": impl.version,
+                "role": impl.role.value,
+                "image": stack.images.get(impl.key, ""),
+                "status": "ready",
+            }
+            if impl.key in stack.services:
+                entry["version"] = stack.services[impl.key].version
+            elif impl.key in stack.failures:
+                entry["status"] = "failed"
+                entry["error"] = str(stack.failures[impl.key])[:2000]
+            else:
+                entry["status"] = "failed"
+                entry["error"] = str(self.startup_error or "the service did not start")
+            self.record.implementations.append(entry)
+
+
+def _option_list(config: pytest.Config, name: str) -> list[str]:
+    value = config.getoption(name)
+    if not value:
+        return []
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def _option_implementations(config: pytest.Config) -> list[Implementation]:
+    names = _option_list(config, "testbed_implementations") or list(
+        DEFAULT_IMPLEMENTATIONS
+    )
+    implementations = resolve_implementations(names)
+    if not any(i.role is Role.ISSUER for i in implementations):
+        implementations = (
+            resolve_implementations([DEFAULT_IMPLEMENTATIONS[0]]) + implementations
+        )
+    return implementations
+
+
+def _option_profiles(config: pytest.Config) -> list[str]:
+    names = _option_list(config, "testbed_profiles") or list(DEFAULT_PROFILES)
+    profiles = load_profiles()
+    for name in names:
+        if name not in profiles:
+            raise pytest.UsageError(
+                f"unknown profile {name!r}; valid profiles: {', '.join(profiles)}"
+            )
+    return names
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("testbed", "token interop testbed")
+    group.addoption(
+        "--testbed-implementations",
+        help="comma-separated implementations (name@version, name or alias); "
+        f"default: {','.join(DEFAULT_IMPLEMENTATIONS)}",
+    )
+    group.addoption(
+        "--testbed-profiles",
+        help=f"comma-separated profiles; default: {','.join(DEFAULT_PROFILES)}",
+    )
+    group.addoption(
+        "--testbed-scenarios", help="comma-separated scenarios; default: all"
+    )
+    group.addoption(
+        "--testbed-output",
+        help="folder to write results.json and matrix.md into; default: none",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "scenario(name): an interop scenario of the testbed"
+    )
+    config.addinivalue_line("markers", "docker: the test needs a Docker engine")
+    try:
+        config.stash[SESSION_KEY] = TestbedSession(config)
+    except TestbedError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def _session(config: pytest.Config) -> TestbedSession:
+    return config.stash[SESSION_KEY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("scenario")
+    if marker is None:
+        return
+    session = _session(metafunc.config)
+    scenario = marker.args[0]
+    if scenario not in SCENARIOS:
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: unknown scenario {scenario!r}; "
+            f"add it to testbed.cases.SCENARIOS"
+        )
+    if "storage" in metafunc.fixturenames:
+        keys = [impl.key for impl in session.storages]
+        metafunc.parametrize("storage", keys, ids=keys, indirect=True)
+    if "case" in metafunc.fixturenames:
+        cases = cases_for(scenario, session.profiles)
+        metafunc.parametrize("case", cases, ids=[case.id for case in cases])
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    session = _session(config)
+    selected, deselected = [], []
+    for item in items:
+        marker = item.get_closest_marker("scenario")
+        if marker is not None and marker.args[0] not in session.scenarios:
+            deselected.append(item)
+        else:
+            selected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("scenario")
+    callspec = getattr(item, "callspec", None)
+    if marker is None or callspec is None or "case" not in callspec.params:
+        return
+    case: Case = callspec.params["case"]
+    session = _session(item.config)
+    participants = {"issuer": session.implementations[0].key}
+    issuers = [i for i in session.implementations if i.role is Role.ISSUER]
+    if issuers:
+        participants["issuer"] = issuers[0].key
+    if "storage" in callspec.params:
+        participants["storage"] = callspec.params["storage"]
+    cell = Cell(
+        id=item.name.partition("[")[2].rstrip("]") or item.name,
+        scenario=marker.args[0],
+        case=case.name,
+        variant=case.variant,
+        profile=case.profile,
+        participants=participants,
+        expected=case.expected,
+        requirement=case.requirement,
+        section=case.section,
+    )
+    item.stash[CELL_KEY] = CellRecorder(cell)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    recorder = item.stash.get(CELL_KEY, None)
+    if recorder is None:
+        return report
+    cell = recorder.cell
+    if report.when == "setup" and report.failed:
+        _set_error(cell, call)
+    elif report.skipped and report.when in ("setup", "call"):
+        cell.outcome = Outcome.SKIP.value
+        cell.reason = _skip_reason(report)
+    elif report.when == "call":
+        if report.passed:
+            cell.outcome = Outcome.PASS.value
+        elif call.excinfo is not None and call.excinfo.errisinstance(CellMismatch):
+            cell.outcome = Outcome.FAIL.value
+        else:
+            _set_error(cell, call)
+    elif report.when == "teardown":
+        cell.duration = round(time.monotonic() - recorder.started, 3)
+        _session(item.config).record.cells.append(cell)
+    return report
+
+
+def _set_error(cell: Cell, call: pytest.CallInfo[None]) -> None:
+    cell.outcome = Outcome.ERROR.value
+    cell.observed = None
+    if call.excinfo is None:
+        cell.reason = "unknown error"
+        return
+    exc = call.excinfo.value
+    message = str(exc).split("\n--- ", 1)[0].strip()
+    cell.reason = f"{type(exc).__name__}: {message}"[:1000]
+    if isinstance(exc, ServiceStartError) and exc.log_tail:
+        cell.evidence["log"] = exc.log_tail
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+@pytest.fixture(scope="session")
+def testbed_stack(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The session's running stack."""
+    session = _session(request.config)
+    try:
+        yield session.start_stack()
+    finally:
+        session.stop_stack()
+
+
+@pytest.fixture
+def storage(request: pytest.FixtureRequest, testbed_stack: Any) -> Any:
+    """The storage service of this cell."""
+    return testbed_stack.get(request.param)
+
+
+@pytest.fixture
+def issuer(testbed_stack: Any) -> Any:
+    """The issuer client of the stack."""
+    issuer_key = testbed_stack.issuer_impl.key
+    testbed_stack.get(issuer_key)
+    return testbed_stack.issuer
+
+
+@pytest.fixture
+def run_context(testbed_stack: Any) -> RunContext:
+    run: RunContext = testbed_stack.run
+    return run
+
+
+@pytest.fixture
+def cell(request: pytest.FixtureRequest) -> CellRecorder:
+    """The cell that this scenario test fills in."""
+    recorder = request.node.stash.get(CELL_KEY, None)
+    if recorder is None:
+        raise TestbedError(f"{request.node.nodeid} is not a scenario cell")
+    return recorder
+
+
+@pytest.fixture
+def admin(
+    request: pytest.FixtureRequest, storage: Any, issuer: Any, run_context: RunContext
+) -> Any:
+    """An administrative session on this cell's storage, shared per storage."""
+    from testbed.storage_ops import AdminSession
+
+    admins = _session(request.config).admins
+    if storage.key not in admins:
+        admins[storage.key] = AdminSession(storage, issuer, run_context)
+    return admins[storage.key]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    testbed = session.config.stash.get(SESSION_KEY, None)
+    if testbed is None:
+        return
+    testbed.stop_stack()
+    record = testbed.record
+    if not record.cells:
+        return
+    record.finish()
+    if testbed.output is not None:
+        path = write_results(record, testbed.output)
+        document = record.to_json()
+        (testbed.output / "matrix.md").write_text(render_markdown(document), "utf-8")
+        logger.info("results in %s", path)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    testbed = terminalreporter.config.stash.get(SESSION_KEY, None)
+    if testbed is None or not testbed.record.cells:
+        return
+    terminalreporter.section("token interop matrix")
+    terminalreporter.write_line(render_terminal(testbed.record.to_json()))
+    if testbed.output is not None:
+        terminalreporter.write_line(f"\nresults: {testbed.output / 'results.json'}")

@@ -1,0 +1,131 @@
+"""Matrix tables rendered from a results document (Markdown and terminal)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from tabulate import tabulate
+
+__all__ = ["matrix_tables", "render_markdown", "render_terminal"]
+
+# Which participant role names the matrix column, by preference.
+COLUMN_ROLES = ("storage", "validator", "transfer", "compute", "issuer")
+
+
+def _column(cell: dict[str, Any]) -> str:
+    participants = cell["participants"]
+    for role in COLUMN_ROLES:
+        if role in participants:
+            return str(participants[role])
+    return "-"
+
+
+def _mark(cell: dict[str, Any]) -> str:
+    outcome = cell["outcome"]
+    if outcome == "pass":
+        return f"pass ({cell['observed']})"
+    if outcome == "fail":
+        return f"FAIL ({cell['observed']}, expected {cell['expected']})"
+    return outcome.upper() if outcome == "error" else outcome
+
+
+def matrix_tables(
+    document: dict[str, Any],
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Group cells into one table per profile: rows are cases, columns participants."""
+    by_profile: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for cell in document["cells"]:
+        by_profile[cell["profile"]].append(cell)
+    tables = []
+    for profile in sorted(by_profile):
+        cells = by_profile[profile]
+        columns = sorted({_column(cell) for cell in cells})
+        rows: dict[tuple[str, str], dict[str, str]] = {}
+        expectations: dict[tuple[str, str], str] = {}
+        for cell in cells:
+            row_key = (cell["scenario"], cell["case"])
+            rows.setdefault(row_key, {})[_column(cell)] = _mark(cell)
+            expectations[row_key] = f"{cell['expected']} ({cell['requirement']})"
+        headers = ["scenario", "case", "expected", *columns]
+        body = [
+            [scenario, case, expectations[(scenario, case)]]
+            + [rows[(scenario, case)].get(column, "") for column in columns]
+            for scenario, case in sorted(rows)
+        ]
+        tables.append((profile, headers, body))
+    return tables
+
+
+def summary_table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Count outcomes per matrix column."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for cell in document["cells"]:
+        counts[_column(cell)][cell["outcome"]] += 1
+    headers = ["implementation", "pass", "fail", "error", "skip"]
+    body = [
+        [column, *(str(counts[column][o]) for o in ("pass", "fail", "error", "skip"))]
+        for column in sorted(counts)
+    ]
+    return headers, body
+
+
+def _implementations(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    headers = ["implementation", "role", "version", "status", "image"]
+    body = [
+        [impl["key"], impl["role"], impl["version"], impl["status"], impl["image"]]
+        for impl in document["implementations"]
+    ]
+    return headers, body
+
+
+def render_terminal(document: dict[str, Any]) -> str:
+    """Render the matrix for a terminal."""
+    parts = []
+    for profile, headers, body in matrix_tables(document):
+        parts.append(
+            f"\n{profile}\n" + tabulate(body, headers=headers, tablefmt="simple")
+        )
+    headers, body = summary_table(document)
+    parts.append("\nsummary\n" + tabulate(body, headers=headers, tablefmt="simple"))
+    summary = document["summary"]
+    parts.append(
+        f"\n{summary['total']} cells: {summary['pass']} pass, {summary['fail']} fail, "
+        f"{summary['error']} error, {summary['skip']} skip"
+    )
+    return "\n".join(parts)
+
+
+def render_markdown(document: dict[str, Any]) -> str:
+    """Render the matrix as a Markdown page."""
+    run = document["run"]
+    lines = [
+        "# Token interoperability matrix",
+        "",
+        f"Run `{run['id']}` on {run['host']}, {run['started']} to {run['finished']}, "
+        f"testbed {run['testbed_version']}.",
+        "",
+        "## Implementations",
+        "",
+        tabulate(_implementations(document)[1], headers=_implementations(document)[0],
+                 tablefmt="github"),
+        "",
+        "## Summary",
+        "",
+    ]  # fmt: skip
+    headers, body = summary_table(document)
+    lines += [tabulate(body, headers=headers, tablefmt="github"), ""]
+    for profile, headers, body in matrix_tables(document):
+        lines += [
+            f"## {profile}",
+            "",
+            tabulate(body, headers=headers, tablefmt="github"),
+            "",
+        ]
+    problems = [c for c in document["cells"] if c["outcome"] in ("fail", "error")]
+    if problems:
+        lines += ["## Failures and errors", ""]
+        for cell in problems:
+            lines.append(f"- `{cell['id']}` ({cell['outcome']}): {cell['reason']}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,255 @@
+"""Storage operations over HTTPS (WebDAV verbs) and how their outcome is judged.
+
+A response with a 2xx status counts as ``accept`` and 401 or 403 as ``reject``.
+Any other status is an error of the testbed, not a verdict. After the request the
+testbed checks the storage's state with an administrative token, so a server that
+answers 403 but still changed the data is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from testbed.errors import RequestError
+from testbed.issuer_client import IssuerClient
+from testbed.profiles import get_profile
+from testbed.results import Verdict
+from testbed.run_context import RunContext
+from testbed.stack import Service
+from testbed.tokens import redact_authorization
+
+__all__ = ["AdminSession", "Observation", "perform", "verdict_for_status"]
+
+logger = logging.getLogger(__name__)
+
+REJECT_STATUSES = (401, 403)
+BODY_EXCERPT = 300
+ADMIN_TOKEN_LIFETIME = 3600
+INITIAL_CONTENT = b"testbed initial content\n"
+
+
+def verdict_for_status(status: int) -> Verdict | None:
+    """Map an HTTP status to a verdict; None for statuses that are neither."""
+    if 200 <= status < 300:
+        return Verdict.ACCEPT
+    if status in REJECT_STATUSES:
+        return Verdict.REJECT
+    return None
+
+
+@dataclass
+class Observation:
+    """What the storage did with one request."""
+
+    verdict: Verdict
+    status: int
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def _request(
+    http: httpx.Client,
+    method: str,
+    url: str,
+    token: str | None,
+    body: bytes | None = None,
+) -> tuple[httpx.Response, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    if method == "PROPFIND":
+        headers["Depth"] = "0"
+    request_evidence = {
+        "method": method,
+        "url": url,
+        "headers": {k: redact_authorization(v) if k == "Authorization" else v
+                    for k, v in headers.items()},
+    }  # fmt: skip
+    try:
+        try:
+            response = http.request(method, url, headers=headers, content=body)
+        except httpx.RemoteProtocolError:
+            # XRootD closes a kept-alive connection after some error responses, and
+            # the next request on it fails before the server reads it: send it again.
+            logger.debug("%s %s: connection closed by the server; retrying", method, url)
+            request_evidence["retried"] = "the server had closed the kept-alive connection"
+            response = http.request(method, url, headers=headers, content=body)
+    except httpx.HTTPError as exc:
+        raise RequestError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+    logger.info("%s %s -> %d", method, url, response.status_code)
+    return response, request_evidence
+
+
+class AdminSession:
+    """Prepares and inspects a storage's namespace with an all-powerful token."""
+
+    def __init__(self, service: Service, issuer: IssuerClient, run: RunContext) -> None:
+        self.service = service
+        self.issuer = issuer
+        self.run = run
+        self._token: str | None = None
+        self._expires = 0.0
+
+    def token(self) -> str:
+        if self._token is None or time.monotonic() > self._expires - 60:
+            profile = get_profile("wlcg-1.0")
+            scope = " ".join(
+                profile.scope(op, "/") for op in ("read", "create", "modify")
+            )
+            claims = profile.baseline_claims(
+                self.run.issuer_url,
+                self.service.endpoints["audience"],
+                scope,
+                subject="testbed-admin",
+                lifetime=ADMIN_TOKEN_LIFETIME,
+            )
+            header = {"alg": "RS256", "kid": self.run.kids["rs256"]}
+            self._token = self.issuer.mint(header, claims)
+            self._expires = time.monotonic() + ADMIN_TOKEN_LIFETIME
+        return self._token
+
+    def url(self, path: str) -> str:
+        return f"{self.service.url}{self.service.endpoints['base_path']}{path}"
+
+    def _call(
+        self, method: str, path: str, body: bytes | None = None
+    ) -> httpx.Response:
+        response, _ = _request(
+            self.service.http, method, self.url(path), self.token(), body
+        )
+        return response
+
+    def mkdirs(self, path: str) -> None:
+        """Create ``path`` and its missing parents."""
+        current = ""
+        for part in [p for p in path.split("/") if p]:
+            current += f"/{part}"
+            response = self._call("MKCOL", current)
+            if response.status_code not in (201, 405):
+                raise RequestError(
+                    f"cannot create directory {current} on {self.service.key}: "
+                    f"MKCOL returned {response.status_code}"
+                )
+
+    def put(self, path: str, content: bytes) -> None:
+        parent = path.rsplit("/", 1)[0]
+        if parent:
+            self.mkdirs(parent)
+        response = self._call("PUT", path, content)
+        if response.status_code >= 300:
+            raise RequestError(
+                f"cannot prepare {path} on {self.service.key}: PUT returned "
+                f"{response.status_code}"
+            )
+
+    def read(self, path: str) -> bytes | None:
+        """Return a file's content, or None when it does not exist."""
+        response = self._call("GET", path)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise RequestError(
+                f"cannot read {path} on {self.service.key}: GET returned "
+                f"{response.status_code}"
+            )
+        return response.content
+
+    def exists(self, path: str) -> bool:
+        response = self._call("PROPFIND", path)
+        if response.status_code == 404:
+            return False
+        if response.status_code in (200, 207):
+            return True
+        raise RequestError(
+            f"cannot stat {path} on {self.service.key}: PROPFIND returned "
+            f"{response.status_code}"
+        )
+
+
+def new_cell_directory() -> str:
+    """Return a fresh directory path (relative to the base path) for one cell."""
+    return f"/cells/{secrets.token_hex(6)}"
+
+
+def prepare(admin: AdminSession, operation: str, target: str) -> None:
+    """Create what ``operation`` on ``target`` needs: the file or the parent directory."""
+    parent = target.rsplit("/", 1)[0]
+    if operation in ("download", "overwrite", "delete"):
+        admin.put(target, INITIAL_CONTENT)
+    elif parent:
+        admin.mkdirs(parent)
+
+
+def perform(
+    service: Service,
+    admin: AdminSession,
+    operation: str,
+    target: str,
+    token: str | None,
+) -> Observation:
+    """Run ``operation`` on ``target`` with ``token`` and judge the result."""
+    url = admin.url(target)
+    new_content = f"testbed upload {secrets.token_hex(8)}\n".encode()
+    method, body = {
+        "download": ("GET", None),
+        "upload": ("PUT", new_content),
+        "overwrite": ("PUT", new_content),
+        "delete": ("DELETE", None),
+        "mkdir": ("MKCOL", None),
+    }[operation]
+    response, request_evidence = _request(service.http, method, url, token, body)
+    status = response.status_code
+    evidence: dict[str, Any] = {
+        "request": request_evidence,
+        "response": {"status": status, "body": response.text[:BODY_EXCERPT]},
+    }
+    verdict = verdict_for_status(status)
+    if verdict is None:
+        raise RequestError(
+            f"{method} {url} returned {status}, which is neither an accept (2xx) "
+            f"nor a reject (401, 403): {response.text[:200]!r}"
+        )
+
+    effect, changed = _effect(admin, operation, target, new_content, response)
+    evidence["effect"] = effect
+    reason = f"{method} returned {status}"
+    if verdict is Verdict.REJECT and changed:
+        reason += f" but the storage changed anyway: {effect}"
+        verdict = Verdict.ACCEPT
+    elif verdict is Verdict.ACCEPT and not changed:
+        reason += f" but the operation had no effect: {effect}"
+        verdict = Verdict.REJECT
+    return Observation(verdict, status, reason, evidence)
+
+
+def _digest(content: bytes | None) -> str:
+    return "absent" if content is None else hashlib.sha256(content).hexdigest()[:16]
+
+
+def _effect(
+    admin: AdminSession,
+    operation: str,
+    target: str,
+    new_content: bytes,
+    response: httpx.Response,
+) -> tuple[str, bool]:
+    """Describe the storage's state after the request and whether the operation took."""
+    if operation == "download":
+        taken = response.status_code == 200 and response.content == INITIAL_CONTENT
+        return (
+            f"received {len(response.content)} bytes, sha256 {_digest(response.content)}",
+            taken,
+        )
+    if operation in ("upload", "overwrite"):
+        stored = admin.read(target)
+        return f"stored content sha256 {_digest(stored)}", stored == new_content
+    if operation == "delete":
+        present = admin.exists(target)
+        return ("file still present" if present else "file removed"), not present
+    present = admin.exists(target)
+    return ("directory exists" if present else "directory absent"), present
