@@ -167,6 +167,9 @@ def run(
             f"no scenarios folder at {SCENARIOS_DIR}; set TESTBED_SCENARIOS_DIR"
         )
 
+    from testbed import engine
+
+    engine.connect().close()
     results = output / "results.json"
     if results.exists():
         results.unlink()
@@ -185,6 +188,9 @@ def run(
     if not _plugin_registered():
         args += ["-p", "testbed.plugin"]
     args += ["-o", "log_cli=true", "--log-cli-level=INFO"]
+    # The testbed package is imported before pytest loads it as a plugin, so
+    # pytest cannot rewrite its asserts; the plugin uses none.
+    args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
     args += list(pytest_arg)
 
     _setup_logging(verbose)

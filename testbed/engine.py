@@ -38,7 +38,7 @@ API_TIMEOUT = 60
 
 
 def connect(timeout: int = API_TIMEOUT) -> docker.DockerClient:
-    """Return a client for the engine that ``DOCKER_HOST`` (or the default socket) names."""
+    """Return a client for the engine at ``DOCKER_HOST`` or the default socket."""
     target = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
         client = docker.from_env(timeout=timeout)

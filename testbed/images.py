@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,8 @@ BOOTSTRAP_TIMEOUT = 600
 LOG_TAIL_LINES = 30
 # Suites whose Release file is past its Valid-Until date on some mirrors.
 SUITES_WITHOUT_VALID_UNTIL = {"sid", "unstable"}
+# Python version and glibc minor version of each suite's python3 and libc6.
+SUITE_PYTHON = {"bookworm": ("3.11", 36), "trixie": ("3.13", 41), "sid": ("3.13", 41)}
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,8 @@ class ImageBuilder:
             source = os.environ.get("TESTBED_BASE_SOURCE", "auto")
             if source not in ("auto", "pull", "bootstrap"):
                 raise ConfigurationError(
-                    f"invalid TESTBED_BASE_SOURCE {source!r}; use auto, pull or bootstrap"
+                    f"invalid TESTBED_BASE_SOURCE {source!r}; "
+                    "use auto, pull or bootstrap"
                 )
             if source in ("auto", "pull"):
                 try:
@@ -198,20 +202,35 @@ class ImageBuilder:
             )
         logger.info("base image %s built in %.1f s", tag, time.monotonic() - started)
 
-    def wheelhouse(self, requirements: Path, destination: Path) -> None:
-        """Download the wheels that ``requirements`` names into ``destination``."""
-        cache = (
-            CACHE_DIR
-            / "wheelhouse"
-            / hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
-        )
+    def wheelhouse(self, requirements: Path, destination: Path, suite: str) -> None:
+        """Download the wheels that ``requirements`` names into ``destination``.
+
+        The wheels target the suite's Python and glibc, not the host's, so that
+        ``pip install --no-index`` in the image finds a match.
+        """
+        if suite not in SUITE_PYTHON:
+            raise ConfigurationError(
+                f"no Python version known for Debian suite {suite!r}; "
+                f"add it to SUITE_PYTHON in {__file__}"
+            )
+        python, glibc_minor = SUITE_PYTHON[suite]
+        machine = platform.machine()
+        key = hashlib.sha256(requirements.read_bytes() + f"{python}{machine}".encode())
+        cache = CACHE_DIR / "wheelhouse" / key.hexdigest()[:16]
         if not (cache / ".complete").exists():
             cache.mkdir(parents=True, exist_ok=True)
+            platforms = [
+                f"manylinux_2_{minor}_{machine}" for minor in range(17, glibc_minor + 1)
+            ]
+            platforms.append(f"manylinux2014_{machine}")
             command = [
-                sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+                sys.executable, "-m", "pip", "download", "--quiet",
+                "--only-binary=:all:",
+                "--python-version", python, "--implementation", "cp",
+                *(arg for name in platforms for arg in ("--platform", name)),
                 "--dest", str(cache), "-r", str(requirements),
             ]  # fmt: skip
-            logger.info("building wheelhouse for %s", requirements)
+            logger.info("building wheelhouse for %s (Python %s)", requirements, python)
             result = subprocess.run(
                 command,
                 capture_output=True,
@@ -226,7 +245,7 @@ class ImageBuilder:
         shutil.copytree(cache, destination, ignore=shutil.ignore_patterns(".complete"))
 
     def build(self, spec: ImageSpec) -> str:
-        """Build ``spec`` unless an image with its context hash exists; return the tag."""
+        """Build ``spec`` unless its context hash is already built; return the tag."""
         if not spec.context_dir.is_dir():
             raise ConfigurationError(f"no build context at {spec.context_dir}")
         base = self.base_image(spec.suite)
@@ -240,10 +259,13 @@ class ImageBuilder:
             )
             if spec.requirements:
                 self.wheelhouse(
-                    spec.context_dir / spec.requirements, context / "wheelhouse"
+                    spec.context_dir / spec.requirements,
+                    context / "wheelhouse",
+                    spec.suite,
                 )
             args = {"BASE": base, **spec.build_args}
-            tag = f"{spec.repository}:{spec.suite}-{context_hash(context, {**args, 'base': base_id})}"
+            digest = context_hash(context, {**args, "base": base_id})
+            tag = f"{spec.repository}:{spec.suite}-{digest}"
             with self._lock(tag):
                 if self._image_exists(tag):
                     logger.debug("image %s is up to date", tag)

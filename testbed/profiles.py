@@ -73,7 +73,7 @@ class Profile:
     source: Path
 
     def scope(self, operation: str, path: str) -> str:
-        """Return the scope that grants ``operation`` (read, create, modify) on ``path``."""
+        """Return the scope that grants ``operation`` on ``path``."""
         try:
             name = self.scope_names[operation]
         except KeyError:
@@ -237,7 +237,7 @@ def load_profiles(directory: Path = PROFILES_DIR) -> dict[str, Profile]:
 
 
 def get_profile(name: str) -> Profile:
-    """Return the profile called ``name`` or raise UsageError listing the valid names."""
+    """Return the profile ``name``; raise UsageError listing the valid names."""
     profiles = load_profiles()
     if name not in profiles:
         raise UsageError(

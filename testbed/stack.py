@@ -94,7 +94,11 @@ class Stack:
         self.issuer_impl = issuers[0]
 
     def __enter__(self) -> Stack:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -161,12 +165,14 @@ class Stack:
         self._wait_issuer(drivers, prepared)
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="ready") as pool:
             waits = {
-                impl.key: pool.submit(self._wait_service, impl, drivers[impl.key], prepared)
+                impl.key: pool.submit(
+                    self._wait_service, impl, drivers[impl.key], prepared
+                )
                 for impl in self.implementations
                 if impl.role is not Role.ISSUER and impl.key in prepared
                 and impl.key not in self.failures
             }  # fmt: skip
-            for key, future in waits.items():
+            for future in waits.values():
                 future.result()
         self.run.endpoints = {
             key: service.endpoints for key, service in self.services.items()
@@ -199,7 +205,7 @@ class Stack:
                 self._fail(
                     impl,
                     ServiceStartError(
-                        f"{impl.key} cannot run because the issuer {issuer.key} failed: "
+                        f"{impl.key} cannot run because issuer {issuer.key} failed: "
                         f"{str(self.failures[issuer.key]).splitlines()[0]}"
                     ),
                 )

@@ -76,11 +76,17 @@ def _request(
         except httpx.RemoteProtocolError:
             # XRootD closes a kept-alive connection after some error responses, and
             # the next request on it fails before the server reads it: send it again.
-            logger.debug("%s %s: connection closed by the server; retrying", method, url)
-            request_evidence["retried"] = "the server had closed the kept-alive connection"
+            logger.debug(
+                "%s %s: connection closed by the server; retrying", method, url
+            )
+            request_evidence["retried"] = (
+                "the server had closed the kept-alive connection"
+            )
             response = http.request(method, url, headers=headers, content=body)
     except httpx.HTTPError as exc:
-        raise RequestError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+        raise RequestError(
+            f"{method} {url} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     logger.info("%s %s -> %d", method, url, response.status_code)
     return response, request_evidence
 
@@ -177,7 +183,7 @@ def new_cell_directory() -> str:
 
 
 def prepare(admin: AdminSession, operation: str, target: str) -> None:
-    """Create what ``operation`` on ``target`` needs: the file or the parent directory."""
+    """Create the file or the parent directory that ``operation`` needs."""
     parent = target.rsplit("/", 1)[0]
     if operation in ("download", "overwrite", "delete"):
         admin.put(target, INITIAL_CONTENT)
@@ -242,7 +248,8 @@ def _effect(
     if operation == "download":
         taken = response.status_code == 200 and response.content == INITIAL_CONTENT
         return (
-            f"received {len(response.content)} bytes, sha256 {_digest(response.content)}",
+            f"received {len(response.content)} bytes, "
+            f"sha256 {_digest(response.content)}",
             taken,
         )
     if operation in ("upload", "overwrite"):

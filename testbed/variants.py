@@ -108,7 +108,8 @@ def _check(
             and not _TIME.match(value)
         ):
             raise ConfigurationError(
-                f"{label}: set_claims.{claim} = {value!r} is not a time; write now+N or now-N"
+                f"{label}: set_claims.{claim} = {value!r} is not a time; "
+                "write now+N or now-N"
             )
     return Variant(
         id=entry["id"],
@@ -178,7 +179,7 @@ def mint_variant(
     audience: str,
     scope: str,
 ) -> tuple[dict[str, Any], dict[str, Any], str] | None:
-    """Mint the variant's token; return (header, claims, token), or None for no token."""
+    """Mint the variant's token; return (header, claims, token) or None for none."""
     if variant.omit_token:
         return None
     now = int(time.time())

@@ -71,7 +71,8 @@ def poll_until(
             raise on_timeout(f"{what}: {dead}; last probe: {reason}")
         if time.monotonic() >= deadline:
             raise on_timeout(
-                f"{what} did not become ready within {timeout:.0f} s; last probe: {reason}"
+                f"{what} did not become ready within {timeout:.0f} s; "
+                f"last probe: {reason}"
             )
         time.sleep(POLL_INTERVAL)
 

@@ -33,7 +33,7 @@ READY_TIMEOUT = 90.0
 
 
 def render_template(name: str, values: dict[str, Any]) -> str:
-    """Fill ``containers/xrootd/<name>`` (``string.Template`` syntax) with ``values``."""
+    """Fill the template ``containers/xrootd/<name>`` with ``values``."""
     path = TEMPLATES / name
     try:
         return string.Template(path.read_text(encoding="utf-8")).substitute(values)

@@ -1,0 +1,5 @@
+"""Allow ``python -m testbed``."""
+
+from testbed.cli import main
+
+main()
