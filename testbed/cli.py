@@ -47,6 +47,8 @@ STATE_DIR = Path(
 EXIT_INTERRUPTED = 130
 # Loggers that write one line per request; shown only with --verbose.
 CHATTY_LOGGERS = ("testbed.storage_ops", "testbed.issuer_client", "httpx")
+# testcontainers logs "Pulling image" for every start, although the image is local.
+QUIET_LOGGERS = ("testcontainers",)
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -96,6 +98,8 @@ def _setup_logging(verbose: bool) -> None:
     )
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @click.group()
@@ -187,7 +191,8 @@ def run(
         args.append("--testbed-scenarios=" + ",".join(_split(scenarios)))
     if not _plugin_registered():
         args += ["-p", "testbed.plugin"]
-    args += ["-o", "log_cli=true", "--log-cli-level=INFO"]
+    args += ["--tb=no", "-o", "log_cli=true", "--log-cli-level=INFO"]
+    args += ["-o", "log_cli_format=%(asctime)s %(levelname)s %(name)s: %(message)s"]
     # The testbed package is imported before pytest loads it as a plugin, so
     # pytest cannot rewrite its asserts; the plugin uses none.
     args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]

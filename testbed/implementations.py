@@ -89,6 +89,8 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
 DEFAULT_IMPLEMENTATIONS: tuple[str, ...] = (
     f"reference-issuer@{__version__}",
     "xrootd@5.5.3",
+    "xrootd@5.8.1",
+    "xrootd@6.2.0",
 )
 
 

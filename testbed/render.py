@@ -70,6 +70,15 @@ def summary_table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     return headers, body
 
 
+def _explain(cell: dict[str, Any]) -> str:
+    if cell["outcome"] != "fail":
+        return str(cell["reason"])
+    return (
+        f"expected {cell['expected']} ({cell['requirement']}, {cell['section']}), "
+        f"observed {cell['observed']}: {cell['reason']}"
+    )
+
+
 def _implementations(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     headers = ["implementation", "role", "version", "status", "image"]
     body = [
@@ -88,6 +97,13 @@ def render_terminal(document: dict[str, Any]) -> str:
         )
     headers, body = summary_table(document)
     parts.append("\nsummary\n" + tabulate(body, headers=headers, tablefmt="simple"))
+    problems = [c for c in document["cells"] if c["outcome"] in ("fail", "error")]
+    if problems:
+        parts.append("\nfailures and errors")
+        parts += [f"  {c['outcome'].upper():5} {c['id']}: {_explain(c)}" for c in problems]
+    for impl in document["implementations"]:
+        if impl["status"] == "failed":
+            parts.append(f"\n{impl['key']} did not start:\n{impl.get('error', '')}")
     summary = document["summary"]
     parts.append(
         f"\n{summary['total']} cells: {summary['pass']} pass, {summary['fail']} fail, "
@@ -126,6 +142,6 @@ def render_markdown(document: dict[str, Any]) -> str:
     if problems:
         lines += ["## Failures and errors", ""]
         for cell in problems:
-            lines.append(f"- `{cell['id']}` ({cell['outcome']}): {cell['reason']}")
+            lines.append(f"- `{cell['id']}` ({cell['outcome']}): {_explain(cell)}")
         lines.append("")
     return "\n".join(lines)
