@@ -135,7 +135,7 @@ def test_interrupt_removes_containers(
     docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     process = subprocess.Popen(
-        [*TESTBED, "run", "--output", str(tmp_path)],
+        [*TESTBED, "run", "-i", ",".join(DEFAULT_STACK), "--output", str(tmp_path)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -155,7 +155,7 @@ def test_down_removes_containers_of_killed_run(
     docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     process = subprocess.Popen(
-        [*TESTBED, "run", "--output", str(tmp_path)],
+        [*TESTBED, "run", "-i", ",".join(DEFAULT_STACK), "--output", str(tmp_path)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
