@@ -180,26 +180,34 @@ class ImageBuilder:
         command += [suite, "-", f"deb {mirror} {suite} main"]
         started = time.monotonic()
         logger.info("bootstrapping base image %s from %s", tag, mirror)
-        with tempfile.TemporaryFile() as tarball, tempfile.TemporaryFile() as log:
-            try:
-                subprocess.run(
-                    command,
-                    stdout=tarball,
-                    stderr=log,
-                    check=True,
-                    timeout=BOOTSTRAP_TIMEOUT,
-                )
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-                log.seek(0)
-                tail = "\n".join(log.read().decode(errors="replace").splitlines()[-20:])
-                raise ImageBuildError(
-                    f"mmdebstrap failed for {tag}: {exc}", tail
-                ) from exc
-            tarball.seek(0)
-            repository, _, version = tag.partition(":")
-            self.client.api.import_image_from_stream(
-                tarball, repository=repository, tag=version
+        with tempfile.TemporaryDirectory(prefix="testbed-base-") as scratch:
+            tarball, log = (
+                Path(scratch) / "rootfs.tar",
+                Path(scratch) / "mmdebstrap.log",
             )
+            try:
+                with tarball.open("wb") as out, log.open("wb") as err:
+                    subprocess.run(
+                        command,
+                        stdout=out,
+                        stderr=err,
+                        check=True,
+                        timeout=BOOTSTRAP_TIMEOUT,
+                    )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                text = log.read_text(errors="replace").splitlines()
+                raise ImageBuildError(
+                    f"mmdebstrap failed for {tag}: {exc}", "\n".join(text[-20:])
+                ) from exc
+            repository, _, version = tag.partition(":")
+            try:
+                self.client.api.import_image_from_file(
+                    str(tarball), repository=repository, tag=version
+                )
+            except docker.errors.DockerException as exc:
+                raise ImageBuildError(f"docker import of {tag} failed: {exc}") from exc
+            if not self._image_exists(tag):
+                raise ImageBuildError(f"docker import of {tag} produced no image")
         logger.info("base image %s built in %.1f s", tag, time.monotonic() - started)
 
     def wheelhouse(self, requirements: Path, destination: Path, suite: str) -> None:
@@ -246,6 +254,12 @@ class ImageBuilder:
 
     def build(self, spec: ImageSpec) -> str:
         """Build ``spec`` unless its context hash is already built; return the tag."""
+        try:
+            return self._build(spec)
+        except docker.errors.DockerException as exc:
+            raise ImageBuildError(f"building {spec.repository} failed: {exc}") from exc
+
+    def _build(self, spec: ImageSpec) -> str:
         if not spec.context_dir.is_dir():
             raise ConfigurationError(f"no build context at {spec.context_dir}")
         base = self.base_image(spec.suite)
