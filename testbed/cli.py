@@ -263,13 +263,28 @@ def up(implementations: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@click.option(
+    "--all",
+    "remove_all",
+    is_flag=True,
+    help="also remove stacks that other state folders started",
+)
 @_guard
-def down() -> None:
-    """Remove the stack that 'testbed up' started and any leftover containers."""
+def down(remove_all: bool) -> None:
+    """Remove the stack that 'testbed up' started and any leftover containers.
+
+    Leftovers are containers of 'testbed run' processes that no longer exist.
+    """
     from testbed import engine
+    from testbed.run_context import CONTEXT_FILE, RunContext
 
     client = engine.connect()
-    removed = engine.remove_containers(client, leftovers_only=True, include_up=True)
+    removed = engine.remove_containers(
+        client, leftovers_only=True, include_up=remove_all
+    )
+    if (_stack_dir() / CONTEXT_FILE).exists():
+        run = RunContext.load(_stack_dir())
+        removed += engine.remove_containers(client, run_id=run.run_id)
     shutil.rmtree(_stack_dir(), ignore_errors=True)
     click.echo(
         f"removed {len(removed)} containers"

@@ -100,7 +100,10 @@ def render_terminal(document: dict[str, Any]) -> str:
     problems = [c for c in document["cells"] if c["outcome"] in ("fail", "error")]
     if problems:
         parts.append("\nfailures and errors")
-        parts += [f"  {c['outcome'].upper():5} {c['id']}: {_explain(c)}" for c in problems]
+        for cell in problems:
+            parts.append(
+                f"  {cell['outcome'].upper():5} {cell['id']}: {_explain(cell)}"
+            )
     for impl in document["implementations"]:
         if impl["status"] == "failed":
             parts.append(f"\n{impl['key']} did not start:\n{impl.get('error', '')}")
