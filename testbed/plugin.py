@@ -302,8 +302,9 @@ def pytest_runtest_makereport(
     if recorder is None:
         return report
     cell = recorder.cell
+    stack = _session(item.config).stack
     if report.when == "setup" and report.failed:
-        _set_error(cell, call)
+        _set_error(cell, call, stack)
     elif report.skipped and report.when in ("setup", "call"):
         cell.outcome = Outcome.SKIP.value
         cell.reason = _skip_reason(report)
@@ -313,14 +314,14 @@ def pytest_runtest_makereport(
         elif call.excinfo is not None and call.excinfo.errisinstance(CellMismatch):
             cell.outcome = Outcome.FAIL.value
         else:
-            _set_error(cell, call)
+            _set_error(cell, call, stack)
     elif report.when == "teardown":
         cell.duration = round(time.monotonic() - recorder.started, 3)
         _session(item.config).record.cells.append(cell)
     return report
 
 
-def _set_error(cell: Cell, call: pytest.CallInfo[None]) -> None:
+def _set_error(cell: Cell, call: pytest.CallInfo[None], stack: Any = None) -> None:
     cell.outcome = Outcome.ERROR.value
     cell.observed = None
     if call.excinfo is None:
@@ -331,6 +332,25 @@ def _set_error(cell: Cell, call: pytest.CallInfo[None]) -> None:
     cell.reason = f"{type(exc).__name__}: {message}"[:1000]
     if isinstance(exc, ServiceStartError) and exc.log_tail:
         cell.evidence["log"] = exc.log_tail
+        return
+    _attach_service_state(cell, stack)
+
+
+def _attach_service_state(cell: Cell, stack: Any) -> None:
+    """Add the participants' container state and log tail to an erroring cell."""
+    if stack is None:
+        return
+    logs = []
+    for key in cell.participants.values():
+        service = stack.services.get(key)
+        if service is None:
+            continue
+        exited = service.container.exit_reason()
+        if exited:
+            cell.reason += f" ({key}: {exited})"
+        logs.append(f"--- {key} ---\n{service.container.log_tail()}")
+    if logs:
+        cell.evidence["log"] = "\n".join(logs)
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
