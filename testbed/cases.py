@@ -41,6 +41,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("delete", "remove a file with DELETE", "delete"),
         Scenario("mkdir", "create a directory with MKCOL", "mkdir"),
         Scenario(
+            "tpc",
+            "third-party copy between two storage endpoints, pull and push",
+            "tpc",
+        ),
+        Scenario(
             "token-rejection",
             "read a file with tokens that bend or break the profile",
             "download",
@@ -214,6 +219,10 @@ def cases_for(scenario: str, profiles: list[str]) -> list[Case]:
     """Return the cases of ``scenario`` for the given profiles."""
     if scenario == "token-rejection":
         return list(rejection_cases(profiles))
+    if scenario == "tpc":
+        from testbed.tpc import tpc_cases
+
+        return list(tpc_cases(profiles))
     return [
         c for c in STORAGE_CASES if c.scenario == scenario and c.profile in profiles
     ]

@@ -22,7 +22,7 @@ import click
 
 from testbed import __version__
 from testbed.cases import SCENARIOS, cases_for, resolve_scenarios
-from testbed.errors import TestbedError, UsageError
+from testbed.errors import ConfigurationError, TestbedError, UsageError
 from testbed.implementations import (
     DEFAULT_IMPLEMENTATIONS,
     IMPLEMENTATIONS,
@@ -36,14 +36,17 @@ __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 
-SCENARIOS_DIR = Path(
-    os.environ.get(
-        "TESTBED_SCENARIOS_DIR", Path(__file__).resolve().parent.parent / "scenarios"
-    )
-)
-STATE_DIR = Path(
-    os.environ.get("TESTBED_STATE_DIR", Path.home() / ".local" / "state" / "testbed")
-)
+
+def _scenarios_dir() -> Path:
+    default = Path(__file__).resolve().parent.parent / "scenarios"
+    return Path(os.environ.get("TESTBED_SCENARIOS_DIR", default))
+
+
+def _state_dir() -> Path:
+    default = Path.home() / ".local" / "state" / "testbed"
+    return Path(os.environ.get("TESTBED_STATE_DIR", default))
+
+
 EXIT_INTERRUPTED = 130
 # Loggers that write one line per request; shown only with --verbose.
 CHATTY_LOGGERS = ("testbed.storage_ops", "testbed.issuer_client", "httpx")
@@ -166,9 +169,9 @@ def run(
     for name in _split(profiles):
         get_profile(name)
     resolve_scenarios(_split(scenarios))
-    if not SCENARIOS_DIR.is_dir():
+    if not _scenarios_dir().is_dir():
         raise UsageError(
-            f"no scenarios folder at {SCENARIOS_DIR}; set TESTBED_SCENARIOS_DIR"
+            f"no scenarios folder at {_scenarios_dir()}; set TESTBED_SCENARIOS_DIR"
         )
 
     from testbed import engine
@@ -178,7 +181,7 @@ def run(
     if results.exists():
         results.unlink()
     args = [
-        str(SCENARIOS_DIR),
+        str(_scenarios_dir()),
         "-q",
         "-p",
         "no:cacheprovider",
@@ -218,7 +221,7 @@ def run(
 
 
 def _stack_dir() -> Path:
-    return STATE_DIR / "stack"
+    return _state_dir() / "stack"
 
 
 @cli.command()
@@ -283,8 +286,12 @@ def down(remove_all: bool) -> None:
         client, leftovers_only=True, include_up=remove_all
     )
     if (_stack_dir() / CONTEXT_FILE).exists():
-        run = RunContext.load(_stack_dir())
-        removed += engine.remove_containers(client, run_id=run.run_id)
+        try:
+            run = RunContext.load(_stack_dir())
+        except ConfigurationError as exc:
+            click.echo(f"testbed: warning: {exc}; removing the state folder", err=True)
+        else:
+            removed += engine.remove_containers(client, run_id=run.run_id)
     shutil.rmtree(_stack_dir(), ignore_errors=True)
     click.echo(
         f"removed {len(removed)} containers"

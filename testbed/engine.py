@@ -40,10 +40,13 @@ API_TIMEOUT = 60
 def connect(timeout: int = API_TIMEOUT) -> docker.DockerClient:
     """Return a client for the engine at ``DOCKER_HOST`` or the default socket."""
     target = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    client: docker.DockerClient | None = None
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
+        if client is not None:
+            client.close()
         raise DockerUnavailableError(
             f"no Docker engine answers at {target} ({exc}). Start one (as root on "
             "Debian: 'make docker', which installs docker.io and runs dockerd with "

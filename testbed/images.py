@@ -104,7 +104,7 @@ def host_mirror() -> str:
             if path.suffix == ".sources" and words[:1] == ["URIs:"]:
                 uri = words[1] if len(words) > 1 else ""
             elif words[:1] == ["deb"]:
-                uri = next((w for w in words[1:] if not w.startswith("[")), "")
+                uri = _one_line_uri(words)
             else:
                 continue
             if uri and "security" not in uri and "/debian" in uri:
@@ -113,6 +113,16 @@ def host_mirror() -> str:
         "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d; "
         "set TESTBED_DEBIAN_MIRROR to the mirror's URI"
     )
+
+
+def _one_line_uri(words: list[str]) -> str:
+    """Return the URI of a one-line ``deb [options] URI suite ...`` entry."""
+    rest = words[1:]
+    if rest and rest[0].startswith("["):
+        while rest and not rest[0].endswith("]"):
+            rest = rest[1:]
+        rest = rest[1:]
+    return rest[0] if rest else ""
 
 
 class ImageBuilder:

@@ -76,7 +76,7 @@ class IssuerClient:
                 f"token request to {self.issuer_url} for {client_id} returned "
                 f"{response.status_code}: {response.text[:300]}"
             )
-        token = str(response.json()["access_token"])
+        token = _field(response, "access_token", self.issuer_url)
         _, claims = decode_unverified(token)
         logger.info(
             "token issued for audience %s, scope %r (%s)",
@@ -117,7 +117,7 @@ class IssuerClient:
                 f"{response.text[:300]}"
             )
         logger.debug("minted token for audience %s", claims.get("aud"))
-        return str(response.json()["token"])
+        return _field(response, "token", self.issuer_url)
 
     def discovery(self) -> dict[str, Any]:
         """Fetch the OpenID Connect discovery document."""
@@ -125,3 +125,17 @@ class IssuerClient:
         response.raise_for_status()
         document: dict[str, Any] = response.json()
         return document
+
+
+def _field(response: httpx.Response, name: str, issuer_url: str) -> str:
+    """Return the string ``name`` of a JSON response, or raise TokenError."""
+    try:
+        value = response.json()[name]
+    except (ValueError, KeyError, TypeError):
+        raise TokenError(
+            f"{response.request.url} at {issuer_url} returned no {name!r} in its "
+            f"response: {response.text[:200]!r}"
+        ) from None
+    if not isinstance(value, str):
+        raise TokenError(f"{response.request.url} returned a non-string {name!r}")
+    return value

@@ -88,6 +88,7 @@ class TestbedSession:
         self.run_dir: Path | None = None
         self.startup_error: TestbedError | None = None
         self.admins: dict[str, Any] = {}
+        self.cell_ids: set[str] = set()
 
     @property
     def storages(self) -> list[Implementation]:
@@ -244,6 +245,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "storage" in metafunc.fixturenames:
         keys = [impl.key for impl in session.storages]
         metafunc.parametrize("storage", keys, ids=keys, indirect=True)
+    if "source" in metafunc.fixturenames and "destination" in metafunc.fixturenames:
+        pairs = [(a.key, b.key) for a in session.storages for b in session.storages]
+        metafunc.parametrize(
+            ("source", "destination"),
+            pairs,
+            ids=[f"{a}-to-{b}" for a, b in pairs],
+            indirect=True,
+        )
     if "case" in metafunc.fixturenames:
         cases = cases_for(scenario, session.profiles)
         metafunc.parametrize("case", cases, ids=[case.id for case in cases])
@@ -277,10 +286,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     issuers = [i for i in session.implementations if i.role is Role.ISSUER]
     if issuers:
         participants["issuer"] = issuers[0].key
-    if "storage" in callspec.params:
-        participants["storage"] = callspec.params["storage"]
+    for role in ("storage", "source", "destination"):
+        if role in callspec.params:
+            participants[role] = callspec.params[role]
+    client = getattr(case, "driver", None)
+    if client is not None:
+        clients = [i for i in session.implementations if i.name == client]
+        participants["client"] = clients[0].key if clients else client
+    parameters = item.name.partition("[")[2].rstrip("]") or item.name
+    cell_id = f"{marker.args[0]}/{parameters}"
+    if cell_id in session.cell_ids:
+        cell_id = f"{marker.args[0]}/{item.name}"
+    session.cell_ids.add(cell_id)
     cell = Cell(
-        id=item.name.partition("[")[2].rstrip("]") or item.name,
+        id=cell_id,
         scenario=marker.args[0],
         case=case.name,
         variant=case.variant,
@@ -316,6 +335,9 @@ def pytest_runtest_makereport(
         else:
             _set_error(cell, call, stack)
     elif report.when == "teardown":
+        if report.failed and cell.outcome != Outcome.ERROR.value:
+            _set_error(cell, call, stack)
+            cell.reason = f"teardown failed: {cell.reason}"
         cell.duration = round(time.monotonic() - recorder.started, 3)
         _session(item.config).record.cells.append(cell)
     return report
@@ -373,6 +395,18 @@ def testbed_stack(request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture
 def storage(request: pytest.FixtureRequest, testbed_stack: Any) -> Any:
     """The storage service of this cell."""
+    return testbed_stack.get(request.param)
+
+
+@pytest.fixture
+def source(request: pytest.FixtureRequest, testbed_stack: Any) -> Any:
+    """The storage service a third-party copy reads from."""
+    return testbed_stack.get(request.param)
+
+
+@pytest.fixture
+def destination(request: pytest.FixtureRequest, testbed_stack: Any) -> Any:
+    """The storage service a third-party copy writes to."""
     return testbed_stack.get(request.param)
 
 

@@ -106,6 +106,12 @@ class RunContext:
             ) from None
         except (OSError, ValueError) as exc:
             raise ConfigurationError(f"cannot read {path}: {exc}") from exc
-        data["run_dir"] = Path(data["run_dir"])
-        data["clients"] = {k: tuple(v) for k, v in data["clients"].items()}
-        return cls(**data)
+        try:
+            data["run_dir"] = Path(data["run_dir"])
+            data["clients"] = {k: tuple(v) for k, v in data["clients"].items()}
+            return cls(**data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"{path} is incomplete or invalid ({type(exc).__name__}: {exc}); "
+                "run 'testbed down' and start the stack again"
+            ) from exc

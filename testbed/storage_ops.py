@@ -221,13 +221,15 @@ def perform(
             f"nor a reject (401, 403): {response.text[:200]!r}"
         )
 
-    effect, changed = _effect(admin, operation, target, new_content, response)
+    effect, changed, completed = _effect(
+        admin, operation, target, new_content, response
+    )
     evidence["effect"] = effect
     reason = f"{method} returned {status}"
     if verdict is Verdict.REJECT and changed:
         reason += f" but the storage changed anyway: {effect}"
         verdict = Verdict.ACCEPT
-    elif verdict is Verdict.ACCEPT and not changed:
+    elif verdict is Verdict.ACCEPT and not completed:
         reason += f" but the operation had no effect: {effect}"
         verdict = Verdict.REJECT
     return Observation(verdict, status, reason, evidence)
@@ -243,20 +245,31 @@ def _effect(
     target: str,
     new_content: bytes,
     response: httpx.Response,
-) -> tuple[str, bool]:
-    """Describe the storage's state after the request and whether the operation took."""
+) -> tuple[str, bool, bool]:
+    """Describe the storage's state after the request.
+
+    Returns the description, whether the storage changed at all and whether the
+    operation completed as requested. A truncated upload changed the storage but
+    did not complete.
+    """
     if operation == "download":
         taken = response.status_code == 200 and response.content == INITIAL_CONTENT
-        return (
+        description = (
             f"received {len(response.content)} bytes, "
-            f"sha256 {_digest(response.content)}",
-            taken,
+            f"sha256 {_digest(response.content)}"
         )
+        return description, taken, taken
     if operation in ("upload", "overwrite"):
         stored = admin.read(target)
-        return f"stored content sha256 {_digest(stored)}", stored == new_content
+        before = None if operation == "upload" else INITIAL_CONTENT
+        return (
+            f"stored content sha256 {_digest(stored)}",
+            stored != before,
+            (stored == new_content),
+        )
     if operation == "delete":
         present = admin.exists(target)
-        return ("file still present" if present else "file removed"), not present
+        description = "file still present" if present else "file removed"
+        return description, not present, not present
     present = admin.exists(target)
-    return ("directory exists" if present else "directory absent"), present
+    return ("directory exists" if present else "directory absent"), present, present

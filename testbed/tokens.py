@@ -48,6 +48,8 @@ def strip_signature(token: str) -> str:
 def redact_authorization(value: str) -> str:
     """Redact a bearer token in an Authorization header value."""
     scheme, _, credential = value.partition(" ")
-    if scheme.lower() != "bearer" or not credential:
-        return f"{scheme} <redacted>" if credential else value
+    if not credential:
+        return value
+    if scheme.lower() != "bearer" or credential.count(".") != 2:
+        return f"{scheme} <redacted>"
     return f"Bearer {strip_signature(credential)}<signature stripped>"
