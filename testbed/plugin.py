@@ -14,7 +14,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +155,11 @@ class TestbedSession:
                 "image": stack.images.get(impl.key, ""),
                 "status": "ready",
             }
+            tool = stack.clients.get(impl.name)
             if impl.key in stack.services:
                 entry["version"] = stack.services[impl.key].version
+            elif tool is not None and tool.key == impl.key:
+                entry["version"] = tool.version
             elif impl.key in stack.failures:
                 entry["status"] = "failed"
                 entry["error"] = str(stack.failures[impl.key])[:2000]
@@ -434,16 +437,26 @@ def cell(request: pytest.FixtureRequest) -> CellRecorder:
 
 
 @pytest.fixture
-def admin(
-    request: pytest.FixtureRequest, storage: Any, issuer: Any, run_context: RunContext
-) -> Any:
-    """An administrative session on this cell's storage, shared per storage."""
+def admin_for(
+    request: pytest.FixtureRequest, issuer: Any, run_context: RunContext
+) -> Callable[[Any], Any]:
+    """Return a function that gives the administrative session of a storage."""
     from testbed.storage_ops import AdminSession
 
     admins = _session(request.config).admins
-    if storage.key not in admins:
-        admins[storage.key] = AdminSession(storage, issuer, run_context)
-    return admins[storage.key]
+
+    def lookup(service: Any) -> Any:
+        if service.key not in admins:
+            admins[service.key] = AdminSession(service, issuer, run_context)
+        return admins[service.key]
+
+    return lookup
+
+
+@pytest.fixture
+def admin(storage: Any, admin_for: Callable[[Any], Any]) -> Any:
+    """An administrative session on this cell's storage, shared per storage."""
+    return admin_for(storage)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

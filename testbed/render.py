@@ -11,6 +11,8 @@ __all__ = ["matrix_tables", "render_markdown", "render_terminal"]
 
 # Which participant role names the matrix column, by preference.
 COLUMN_ROLES = ("storage", "validator", "transfer", "compute", "issuer")
+# Scenarios between two endpoints, shown as source x destination tables.
+PAIR_SCENARIOS = ("tpc",)
 
 
 def _column(cell: dict[str, Any]) -> str:
@@ -36,7 +38,8 @@ def matrix_tables(
     """Group cells into one table per profile: rows are cases, columns participants."""
     by_profile: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for cell in document["cells"]:
-        by_profile[cell["profile"]].append(cell)
+        if cell["scenario"] not in PAIR_SCENARIOS:
+            by_profile[cell["profile"]].append(cell)
     tables = []
     for profile in sorted(by_profile):
         cells = by_profile[profile]
@@ -57,11 +60,45 @@ def matrix_tables(
     return tables
 
 
+def pair_tables(
+    document: dict[str, Any],
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """One table per pair-scenario case: rows are sources, columns destinations."""
+    by_case: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for cell in document["cells"]:
+        if cell["scenario"] in PAIR_SCENARIOS:
+            by_case[(cell["scenario"], cell["case"])].append(cell)
+    tables = []
+    for (scenario, case), cells in sorted(by_case.items()):
+        sources = sorted({c["participants"]["source"] for c in cells})
+        destinations = sorted({c["participants"]["destination"] for c in cells})
+        marks = {
+            (c["participants"]["source"], c["participants"]["destination"]): _mark(c)
+            for c in cells
+        }
+        expected = f"{cells[0]['expected']} ({cells[0]['requirement']})"
+        headers = ["source \\ destination", *destinations]
+        body = [
+            [source, *(marks.get((source, dest), "") for dest in destinations)]
+            for source in sources
+        ]
+        tables.append((f"{scenario} {case}: expected {expected}", headers, body))
+    return tables
+
+
+def _column_key(cell: dict[str, Any]) -> str:
+    if cell["scenario"] in PAIR_SCENARIOS:
+        return (
+            f"{cell['participants']['source']} -> {cell['participants']['destination']}"
+        )
+    return _column(cell)
+
+
 def summary_table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Count outcomes per matrix column."""
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for cell in document["cells"]:
-        counts[_column(cell)][cell["outcome"]] += 1
+        counts[_column_key(cell)][cell["outcome"]] += 1
     headers = ["implementation", "pass", "fail", "error", "skip"]
     body = [
         [column, *(str(counts[column][o]) for o in ("pass", "fail", "error", "skip"))]
@@ -94,6 +131,10 @@ def render_terminal(document: dict[str, Any]) -> str:
     for profile, headers, body in matrix_tables(document):
         parts.append(
             f"\n{profile}\n" + tabulate(body, headers=headers, tablefmt="simple")
+        )
+    for title, headers, body in pair_tables(document):
+        parts.append(
+            f"\n{title}\n" + tabulate(body, headers=headers, tablefmt="simple")
         )
     headers, body = summary_table(document)
     parts.append("\nsummary\n" + tabulate(body, headers=headers, tablefmt="simple"))
@@ -137,6 +178,13 @@ def render_markdown(document: dict[str, Any]) -> str:
     for profile, headers, body in matrix_tables(document):
         lines += [
             f"## {profile}",
+            "",
+            tabulate(body, headers=headers, tablefmt="github"),
+            "",
+        ]
+    for title, headers, body in pair_tables(document):
+        lines += [
+            f"## {title}",
             "",
             tabulate(body, headers=headers, tablefmt="github"),
             "",

@@ -29,6 +29,7 @@ from testbed.run_context import RunContext
 from testbed.services.base import ServiceContainer
 from testbed.services.reference_issuer import ReferenceIssuerDriver
 from testbed.services.xrootd import XRootDDriver
+from testbed.tpc import CopyResult
 
 __all__ = ["Service", "Stack"]
 
@@ -69,6 +70,19 @@ class Service:
         return str(self.endpoints["url"])
 
 
+@dataclass(frozen=True)
+class ClientTool:
+    """A client tool that runs in a short-lived container for each use."""
+
+    implementation: Implementation
+    image: str
+    version: str
+
+    @property
+    def key(self) -> str:
+        return self.implementation.key
+
+
 @dataclass
 class Stack:
     """Builds, starts and stops the services of one run."""
@@ -81,6 +95,7 @@ class Stack:
     failures: dict[str, TestbedError] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
     issuer: IssuerClient | None = None
+    clients: dict[str, ClientTool] = field(default_factory=dict)
     _containers: list[ServiceContainer] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -131,10 +146,12 @@ class Stack:
                 except TestbedError as exc:
                     self._fail(impl, exc)
 
+        self._register_clients()
         ca = self.run.ca()
-        drivers = {impl.key: _driver(impl) for impl in self.implementations}
+        services = [i for i in self.implementations if i.role is not Role.CLIENT]
+        drivers = {impl.key: _driver(impl) for impl in services}
         prepared: dict[str, tuple[ServiceContainer, dict[str, Any]]] = {}
-        for impl in self.implementations:
+        for impl in services:
             if impl.key in self.failures:
                 continue
             config_dir = self.run.service_dir(impl.key)
@@ -155,7 +172,7 @@ class Stack:
                 key: pool.submit(container.start)
                 for key, (container, _) in prepared.items()
             }
-            for impl in self.implementations:
+            for impl in services:
                 if impl.key in started:
                     try:
                         started[impl.key].result()
@@ -168,7 +185,7 @@ class Stack:
                 impl.key: pool.submit(
                     self._wait_service, impl, drivers[impl.key], prepared
                 )
-                for impl in self.implementations
+                for impl in services
                 if impl.role is not Role.ISSUER and impl.key in prepared
                 and impl.key not in self.failures
             }  # fmt: skip
@@ -178,6 +195,49 @@ class Stack:
             key: service.endpoints for key, service in self.services.items()
         }
         self.run.save()
+
+    def _register_clients(self) -> None:
+        """Record each client tool's image and installed version."""
+        for impl in self.implementations:
+            if impl.role is not Role.CLIENT or impl.key in self.failures:
+                continue
+            image = self.images[impl.key]
+            try:
+                output = self.client.containers.run(
+                    image, entrypoint=["cat", "/etc/testbed-version"], remove=True
+                )
+            except docker.errors.DockerException as exc:
+                self._fail(impl, ServiceStartError(f"cannot run {image}: {exc}"))
+                continue
+            version = bytes(output).decode().strip() or impl.version
+            self.clients[impl.name] = ClientTool(impl, image, version)
+            logger.info("client %s is %s %s", impl.key, impl.name, version)
+
+    def client_copy(
+        self,
+        name: str,
+        mode: str,
+        source_url: str,
+        destination_url: str,
+        source_token: str,
+        destination_token: str,
+    ) -> CopyResult:
+        """Run a third-party copy with the client tool ``name`` (gfal2)."""
+        if name not in self.clients:
+            raise ConfigurationError(
+                f"no client {name!r} in this stack; add it to --implementations"
+            )
+        from testbed.clients import copy_with_client
+
+        return copy_with_client(
+            self,
+            self.clients[name],
+            mode,
+            source_url,
+            destination_url,
+            source_token,
+            destination_token,
+        )
 
     def _wait_issuer(self, drivers: dict[str, Any], prepared: dict[str, Any]) -> None:
         impl = self.issuer_impl

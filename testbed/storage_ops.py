@@ -33,6 +33,8 @@ REJECT_STATUSES = (401, 403)
 BODY_EXCERPT = 300
 ADMIN_TOKEN_LIFETIME = 3600
 INITIAL_CONTENT = b"testbed initial content\n"
+# Seconds an administrative request retries while the storage answers 423 Locked.
+LOCKED_WAIT = 5.0
 
 
 def verdict_for_status(status: int) -> Verdict | None:
@@ -125,10 +127,16 @@ class AdminSession:
     def _call(
         self, method: str, path: str, body: bytes | None = None
     ) -> httpx.Response:
-        response, _ = _request(
-            self.service.http, method, self.url(path), self.token(), body
-        )
-        return response
+        deadline = time.monotonic() + LOCKED_WAIT
+        while True:
+            response, _ = _request(
+                self.service.http, method, self.url(path), self.token(), body
+            )
+            # XRootD answers 423 while a writer that it just refused still holds
+            # the file open; the lock goes away within a moment.
+            if response.status_code != 423 or time.monotonic() > deadline:
+                return response
+            time.sleep(0.2)
 
     def mkdirs(self, path: str) -> None:
         """Create ``path`` and its missing parents."""
