@@ -13,8 +13,15 @@ import pytest
 
 from testbed.cases import SCENARIOS, StorageCase
 from testbed.profiles import get_profile
-from testbed.storage_ops import new_cell_directory, perform, prepare
+from testbed.storage_ops import (
+    REJECT_STATUSES,
+    new_cell_directory,
+    perform,
+    prepare,
+)
 from testbed.tokens import decode_unverified
+
+EXISTING_CONTENT = b"testbed content that must survive\n"
 
 
 def run_storage_case(
@@ -30,9 +37,20 @@ def run_storage_case(
     target = f"{directory}/{case.target}"
 
     prepare(admin, operation, target)
+    for path in case.existing:
+        admin.put(f"{directory}/{path}", EXISTING_CONTENT)
     token = issuer.token(case.profile, scope, audience=storage.endpoints["audience"])
     header, claims = decode_unverified(token)
-    observation = perform(storage, admin, operation, target, token)
+    observation = perform(
+        storage,
+        admin,
+        operation,
+        target,
+        token,
+        request_path=f"{directory}{case.request}" if case.request else None,
+        rename_to=f"{directory}/{case.rename_to}" if case.rename_to else None,
+        reject_statuses=(*REJECT_STATUSES, *case.also_reject),
+    )
 
     evidence = dict(observation.evidence)
     evidence["token"] = {"header": header, "claims": claims}
@@ -63,4 +81,19 @@ def test_delete(storage, case, issuer, admin, cell):
 
 @pytest.mark.scenario("mkdir")
 def test_mkdir(storage, case, issuer, admin, cell):
+    run_storage_case(case, storage, issuer, admin, cell)
+
+
+@pytest.mark.scenario("stat")
+def test_stat(storage, case, issuer, admin, cell):
+    run_storage_case(case, storage, issuer, admin, cell)
+
+
+@pytest.mark.scenario("rename")
+def test_rename(storage, case, issuer, admin, cell):
+    run_storage_case(case, storage, issuer, admin, cell)
+
+
+@pytest.mark.scenario("path-matching")
+def test_path_matching(storage, case, issuer, admin, cell):
     run_storage_case(case, storage, issuer, admin, cell)

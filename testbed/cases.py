@@ -9,6 +9,7 @@ number them (``2.2.1. Capability-based Authorization: scope`` in 1.3).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from testbed.errors import UsageError
 from testbed.variants import Variant, load_variants
@@ -40,6 +41,13 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("overwrite", "replace an existing file with PUT", "overwrite"),
         Scenario("delete", "remove a file with DELETE", "delete"),
         Scenario("mkdir", "create a directory with MKCOL", "mkdir"),
+        Scenario("stat", "read a file's metadata with PROPFIND", "stat"),
+        Scenario("rename", "rename a file with MOVE", "rename"),
+        Scenario(
+            "path-matching",
+            "read with scope and request paths that need normalising",
+            "download",
+        ),
         Scenario(
             "tpc",
             "third-party copy between two storage endpoints, pull and push",
@@ -81,6 +89,13 @@ class StorageCase(Case):
 
     grants: tuple[tuple[str, str], ...] = ()
     target: str = "file"
+    # Path sent in the request line instead of the target's, unchanged.
+    request: str | None = None
+    # Destination of a rename, and files that exist before the operation.
+    rename_to: str | None = None
+    existing: tuple[str, ...] = ()
+    # Statuses that count as reject besides 401 and 403.
+    also_reject: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,9 +125,11 @@ def _case(
     summary: str,
     requirement: str = "MUST",
     section: str | None = None,
+    **details: Any,
 ) -> StorageCase:
     default = WLCG_SCOPE if profile == WLCG else SCITOKENS_SCOPE
     return StorageCase(
+        **details,
         scenario=scenario,
         name=name,
         profile=profile,
@@ -190,7 +207,85 @@ STORAGE_CASES: tuple[StorageCase, ...] = (
           "write permits creating directories", requirement="SHOULD"),
     _case("mkdir", "read-cannot-mkdir", SCITOKENS, (READ,), "new-dir", "reject",
           "read grants no directory creation"),
+    # WLCG 1.0: storage.stage is a superset of storage.read.
+    _case("download", "stage-reads", WLCG, (("stage", ""),), "file", "accept",
+          "storage.stage reads online data: it is a superset of storage.read"),
+    # The server MUST NOT create directories that the client did not ask for.
+    _case("upload", "create-no-implicit-parents", WLCG, (CREATE,), "a/b/new-file",
+          "reject", "PUT below missing directories must not create them",
+          section=f"{WLCG_SCOPE}: the server MUST NOT automatically create "
+          "directories for a client", also_reject=(404, 409)),
+    _case("mkdir", "create-mkdir-no-implicit-parents", WLCG, (CREATE,),
+          "a/b/new-dir", "reject", "MKCOL below missing directories must not create "
+          "them", section=f"{WLCG_SCOPE}: the server MUST NOT automatically create "
+          "directories for a client; RFC 4918 section 9.3.1", also_reject=(404, 409)),
+    # Metadata: storage.read covers it; the profile says nothing for create.
+    _case("stat", "read-stat", WLCG, (READ,), "file", "accept",
+          "storage.read reads a file's metadata", requirement="SHOULD"),
+    _case("stat", "create-stat", WLCG, (CREATE,), "file", "either",
+          "the profile does not say whether storage.create may stat the target",
+          requirement="MAY"),
+    _case("stat", "read-stat", SCITOKENS, (READ,), "file", "accept",
+          "read reads a file's metadata", requirement="SHOULD"),
+    _case("stat", "write-stat", SCITOKENS, (CREATE,), "file", "either",
+          "SciTokens does not say whether write may stat the target",
+          requirement="MAY"),
+    # Renames: modify renames; create renames only onto a name that is free.
+    _case("rename", "modify-renames", WLCG, (MODIFY,), "file", "accept",
+          "storage.modify includes renaming files", rename_to="renamed"),
+    _case("rename", "create-renames-to-new-name", WLCG, (CREATE,), "file", "accept",
+          "storage.create includes renaming files if the destination does not "
+          "exist", rename_to="renamed"),
+    _case("rename", "create-cannot-rename-onto-existing", WLCG, (CREATE,), "file",
+          "reject", "renaming onto an existing file would overwrite it",
+          rename_to="renamed", existing=("renamed",)),
+    _case("rename", "read-cannot-rename", WLCG, (READ,), "file", "reject",
+          "storage.read grants no rename", rename_to="renamed"),
+    _case("rename", "write-renames", SCITOKENS, (MODIFY,), "file", "accept",
+          "write permits modifying data, renames included", requirement="SHOULD",
+          rename_to="renamed"),
+    _case("rename", "read-cannot-rename", SCITOKENS, (READ,), "file", "reject",
+          "read grants no rename", rename_to="renamed"),
 )  # fmt: skip
+
+
+def _path_cases(profile: str) -> tuple[StorageCase, ...]:
+    """Path normalisation cases, the same for both profiles' path semantics."""
+    scope = WLCG_SCOPE if profile == WLCG else SCITOKENS_SCOPE
+    normalise = "RFC 3986 section 6 normalisation"
+    escaping = "RFC 3986 section 2.1"
+    if profile == WLCG:
+        normalise += ", which the profile requires of issuers"
+        escaping = "each component of the path must be URL-escaped"
+    escape_statuses = (400, 404)
+    return (
+        _case("path-matching", "trailing-slash-scope", profile, (("read", "/dir/"),),
+              "dir/file", "accept", "a scope path with a trailing slash covers the "
+              "files below it", section=scope),
+        _case("path-matching", "dot-dot-escape", profile, (("read", "/granted"),),
+              "other/file", "reject", "/granted/../other is /other after "
+              "normalisation", section=f"{scope}; {normalise}",
+              request="/granted/../other/file", also_reject=escape_statuses),
+        _case("path-matching", "encoded-dot-dot-escape", profile,
+              (("read", "/granted"),), "other/file", "reject",
+              "%2e%2e is a dot-segment once decoded", section=f"{scope}; {normalise}",
+              request="/granted/%2e%2e/other/file", also_reject=escape_statuses),
+        _case("path-matching", "percent-encoded-inside", profile, (("read", "/dir"),),
+              "dir/file", "accept", "/di%72 is /dir: percent-encoded unreserved "
+              "characters are equivalent", requirement="SHOULD",
+              section=f"{scope}; RFC 3986 section 6.2.2.2", request="/di%72/file"),
+        _case("path-matching", "escaped-space-in-scope", profile,
+              (("read", "/with%20space"),), "with space/file", "accept",
+              "scope paths are URL-escaped, so /with%20space names 'with space'",
+              section=f"{scope}: {escaping}"),
+        _case("path-matching", "non-normalised-scope", profile,
+              (("read", "/dir/./sub"),), "dir/sub/file", "either",
+              "a token with a non-normalised path may be rejected or normalised",
+              requirement="MAY", section=f"{scope}: implementation-defined"),
+    )  # fmt: skip
+
+
+STORAGE_CASES = STORAGE_CASES + _path_cases(WLCG) + _path_cases(SCITOKENS)
 
 
 def rejection_cases(profiles: list[str]) -> list[RejectionCase]:

@@ -13,7 +13,7 @@ A profile file has these tables (unknown tables or keys are rejected):
   seconds (how long past ``exp`` a resource server should still accept a token).
 - ``[audience]``: ``any`` (the audience value that means every relying party).
 - ``[scopes]``: ``read``, ``create``, ``modify`` (the scope names for those storage
-  operations) and ``path_required``.
+  operations), optionally ``stage``, and ``path_required``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "audience": {"any": str},
     "scopes": {"read": str, "create": str, "modify": str, "path_required": bool},
 }
+# Fields that a profile may leave out.
+_OPTIONAL: dict[str, dict[str, type]] = {"scopes": {"stage": str}}
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,11 @@ def _check_tables(path: Path, data: dict[str, Any]) -> None:
             raise _fail(path, table, "is missing", f"add a [{table}] table")
         if not isinstance(section, dict):
             raise _fail(path, table, "is not a table", f"write it as [{table}]")
-        for field, expected in fields.items():
+        optional = _OPTIONAL.get(table, {})
+        for field, expected in {**fields, **optional}.items():
             label = field if table == "" else f"{table}.{field}"
+            if field not in section and field in optional:
+                continue
             if field not in section:
                 raise _fail(
                     path, label, "is missing", "add it (see testbed/profiles.py)"
@@ -153,8 +158,8 @@ def _check_tables(path: Path, data: dict[str, Any]) -> None:
                 )
         if table:
             for field in section:
-                if field not in fields:
-                    valid = ", ".join(fields)
+                if field not in fields and field not in optional:
+                    valid = ", ".join([*fields, *optional])
                     raise _fail(
                         path,
                         f"{table}.{field}",
@@ -217,7 +222,11 @@ def load_profile(path: Path) -> Profile:
         maximum_lifetime=lifetime["maximum"],
         expiry_leeway=lifetime["expiry_leeway"],
         any_audience=data["audience"]["any"],
-        scope_names={op: data["scopes"][op] for op in ("read", "create", "modify")},
+        scope_names={
+            op: data["scopes"][op]
+            for op in ("read", "create", "modify", "stage")
+            if op in data["scopes"]
+        },
         path_required=data["scopes"]["path_required"],
         source=path,
     )

@@ -62,19 +62,39 @@ def _request(
     url: str,
     token: str | None,
     body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    raw_target: str | None = None,
 ) -> tuple[httpx.Response, dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    """Send one request; ``raw_target`` is sent as the request target unchanged.
+
+    httpx removes ``..`` segments from URLs, so paths that test normalisation go
+    out through the ``target`` request extension instead.
+    """
+    headers = dict(headers or {})
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     if method == "PROPFIND":
-        headers["Depth"] = "0"
-    request_evidence = {
+        headers.setdefault("Depth", "0")
+    shown_url = url
+    extensions: dict[str, Any] = {}
+    if raw_target is not None:
+        extensions["target"] = raw_target.encode()
+        origin = httpx.URL(url)
+        shown_url = f"{origin.scheme}://{origin.netloc.decode()}{raw_target}"
+    request_evidence: dict[str, Any] = {
         "method": method,
-        "url": url,
-        "headers": {k: redact_authorization(v) if k == "Authorization" else v
-                    for k, v in headers.items()},
-    }  # fmt: skip
+        "url": shown_url,
+        "headers": {
+            k: redact_authorization(v) if k == "Authorization" else v
+            for k, v in headers.items()
+        },
+    }
+    request = http.build_request(
+        method, url, headers=headers, content=body, extensions=extensions
+    )
     try:
         try:
-            response = http.request(method, url, headers=headers, content=body)
+            response = http.send(request)
         except httpx.RemoteProtocolError:
             # XRootD closes a kept-alive connection after some error responses, and
             # the next request on it fails before the server reads it: send it again.
@@ -84,12 +104,12 @@ def _request(
             request_evidence["retried"] = (
                 "the server had closed the kept-alive connection"
             )
-            response = http.request(method, url, headers=headers, content=body)
+            response = http.send(request)
     except httpx.HTTPError as exc:
         raise RequestError(
-            f"{method} {url} failed: {type(exc).__name__}: {exc}"
+            f"{method} {shown_url} failed: {type(exc).__name__}: {exc}"
         ) from exc
-    logger.info("%s %s -> %d", method, url, response.status_code)
+    logger.info("%s %s -> %d", method, shown_url, response.status_code)
     return response, request_evidence
 
 
@@ -123,6 +143,10 @@ class AdminSession:
 
     def url(self, path: str) -> str:
         return f"{self.service.url}{self.service.endpoints['base_path']}{path}"
+
+    def raw_path(self, path: str) -> str:
+        """Return the request target for ``path`` below the base path, unchanged."""
+        return f"{self.service.endpoints['base_path']}{path}"
 
     def _call(
         self, method: str, path: str, body: bytes | None = None
@@ -193,7 +217,7 @@ def new_cell_directory() -> str:
 def prepare(admin: AdminSession, operation: str, target: str) -> None:
     """Create the file or the parent directory that ``operation`` needs."""
     parent = target.rsplit("/", 1)[0]
-    if operation in ("download", "overwrite", "delete"):
+    if operation in ("download", "overwrite", "delete", "stat", "rename"):
         admin.put(target, INITIAL_CONTENT)
     elif parent:
         admin.mkdirs(parent)
@@ -205,32 +229,56 @@ def perform(
     operation: str,
     target: str,
     token: str | None,
+    request_path: str | None = None,
+    rename_to: str | None = None,
+    reject_statuses: tuple[int, ...] = REJECT_STATUSES,
 ) -> Observation:
-    """Run ``operation`` on ``target`` with ``token`` and judge the result."""
+    """Run ``operation`` on ``target`` with ``token`` and judge the result.
+
+    ``request_path`` replaces the target's path in the request line, unchanged
+    (for ``..`` and percent-encoding cases). ``rename_to`` is the destination of a
+    rename. ``reject_statuses`` are the statuses that count as ``reject``.
+    """
     url = admin.url(target)
     new_content = f"testbed upload {secrets.token_hex(8)}\n".encode()
+    headers: dict[str, str] = {}
     method, body = {
         "download": ("GET", None),
         "upload": ("PUT", new_content),
         "overwrite": ("PUT", new_content),
         "delete": ("DELETE", None),
         "mkdir": ("MKCOL", None),
+        "stat": ("PROPFIND", None),
+        "rename": ("MOVE", None),
     }[operation]
-    response, request_evidence = _request(service.http, method, url, token, body)
+    if operation == "rename":
+        if rename_to is None:
+            raise ValueError("a rename needs rename_to")
+        headers = {"Destination": admin.url(rename_to), "Overwrite": "T"}
+    raw_target = None
+    if request_path is not None:
+        raw_target = admin.raw_path(request_path)
+    response, request_evidence = _request(
+        service.http, method, url, token, body, headers, raw_target
+    )
     status = response.status_code
     evidence: dict[str, Any] = {
         "request": request_evidence,
         "response": {"status": status, "body": response.text[:BODY_EXCERPT]},
     }
-    verdict = verdict_for_status(status)
-    if verdict is None:
+    if 200 <= status < 300:
+        verdict = Verdict.ACCEPT
+    elif status in reject_statuses:
+        verdict = Verdict.REJECT
+    else:
+        accepted = ", ".join(str(code) for code in reject_statuses)
         raise RequestError(
-            f"{method} {url} returned {status}, which is neither an accept (2xx) "
-            f"nor a reject (401, 403): {response.text[:200]!r}"
+            f"{method} {request_evidence['url']} returned {status}, which is neither "
+            f"an accept (2xx) nor a reject ({accepted}): {response.text[:200]!r}"
         )
 
     effect, changed, completed = _effect(
-        admin, operation, target, new_content, response
+        admin, operation, target, new_content, response, rename_to
     )
     evidence["effect"] = effect
     reason = f"{method} returned {status}"
@@ -253,6 +301,7 @@ def _effect(
     target: str,
     new_content: bytes,
     response: httpx.Response,
+    rename_to: str | None = None,
 ) -> tuple[str, bool, bool]:
     """Describe the storage's state after the request.
 
@@ -279,5 +328,19 @@ def _effect(
         present = admin.exists(target)
         description = "file still present" if present else "file removed"
         return description, not present, not present
+    if operation == "stat":
+        answered = response.status_code in (200, 207)
+        return f"PROPFIND returned {response.status_code}", answered, answered
+    if operation == "rename":
+        if rename_to is None:
+            raise ValueError("a rename needs rename_to")
+        source_left = admin.exists(target)
+        moved = admin.read(rename_to)
+        description = (
+            f"source {'still present' if source_left else 'gone'}, "
+            f"destination sha256 {_digest(moved)}"
+        )
+        done = not source_left and moved == INITIAL_CONTENT
+        return description, not source_left or moved == INITIAL_CONTENT, done
     present = admin.exists(target)
     return ("directory exists" if present else "directory absent"), present, present
