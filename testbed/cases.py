@@ -112,7 +112,11 @@ class RejectionCase(Case):
 WLCG = "wlcg-1.0"
 SCITOKENS = "scitokens-2.0"
 WLCG_SCOPE = "WLCG 1.0, Capability based Authorization: scope"
-SCITOKENS_SCOPE = "SciTokens 2.0, SciTokens Scopes"
+SCITOKENS_SCOPE = "SciTokens 2.0, SciToken Claim Semantics: scope"
+SCITOKENS_OPEN = (
+    f"{SCITOKENS_SCOPE}: operation definitions are open-ended, to be interpreted "
+    "by the user community"
+)
 
 
 def _case(
@@ -199,12 +203,14 @@ STORAGE_CASES: tuple[StorageCase, ...] = (
           "write permits modifying existing data"),
     _case("overwrite", "read-cannot-overwrite", SCITOKENS, (READ,), "file", "reject",
           "read grants no modification"),
-    _case("delete", "write-deletes", SCITOKENS, (MODIFY,), "file", "accept",
-          "write permits modifying data, deletion included", requirement="SHOULD"),
+    _case("delete", "write-deletes", SCITOKENS, (MODIFY,), "file", "either",
+          "SciTokens leaves whether write covers deletion to the community",
+          requirement="MAY", section=SCITOKENS_OPEN),
     _case("delete", "read-cannot-delete", SCITOKENS, (READ,), "file", "reject",
           "read grants no deletion"),
-    _case("mkdir", "write-mkdir", SCITOKENS, (CREATE,), "new-dir", "accept",
-          "write permits creating directories", requirement="SHOULD"),
+    _case("mkdir", "write-mkdir", SCITOKENS, (CREATE,), "new-dir", "either",
+          "SciTokens leaves whether write covers directories to the community",
+          requirement="MAY", section=SCITOKENS_OPEN),
     _case("mkdir", "read-cannot-mkdir", SCITOKENS, (READ,), "new-dir", "reject",
           "read grants no directory creation"),
     # WLCG 1.0: storage.stage is a superset of storage.read.
@@ -241,9 +247,9 @@ STORAGE_CASES: tuple[StorageCase, ...] = (
           rename_to="renamed", existing=("renamed",)),
     _case("rename", "read-cannot-rename", WLCG, (READ,), "file", "reject",
           "storage.read grants no rename", rename_to="renamed"),
-    _case("rename", "write-renames", SCITOKENS, (MODIFY,), "file", "accept",
-          "write permits modifying data, renames included", requirement="SHOULD",
-          rename_to="renamed"),
+    _case("rename", "write-renames", SCITOKENS, (MODIFY,), "file", "either",
+          "SciTokens leaves whether write covers renames to the community",
+          requirement="MAY", section=SCITOKENS_OPEN, rename_to="renamed"),
     _case("rename", "read-cannot-rename", SCITOKENS, (READ,), "file", "reject",
           "read grants no rename", rename_to="renamed"),
 )  # fmt: skip

@@ -22,7 +22,7 @@ import click
 
 from testbed import __version__
 from testbed.cases import SCENARIOS, cases_for, resolve_scenarios
-from testbed.errors import ConfigurationError, TestbedError, UsageError
+from testbed.errors import ConfigurationError, TestbedError, TokenError, UsageError
 from testbed.implementations import (
     DEFAULT_IMPLEMENTATIONS,
     IMPLEMENTATIONS,
@@ -108,7 +108,7 @@ def _setup_logging(verbose: bool) -> None:
 @click.group()
 @click.version_option(__version__, prog_name="testbed")
 def cli() -> None:
-    """Token interop testbed for WLCG, SciTokens and RFC 9068 bearer tokens."""
+    """Token interop testbed for WLCG and SciTokens bearer tokens."""
 
 
 def _plugin_registered() -> bool:
@@ -258,6 +258,9 @@ def up(implementations: tuple[str, ...]) -> None:
     click.echo(f"stack {run.run_id} is up; CA certificate: {run.ca_file}")
     for key, service in stack.services.items():
         click.echo(f"  {key:28} {service.url}")
+        if "xrootd_port" in service.endpoints:
+            port = service.endpoints["xrootd_port"]
+            click.echo(f"  {'':28} roots://localhost:{port}")
     click.echo(
         "get a token with: testbed token --scope 'storage.read:/' --audience URL"
     )
@@ -303,7 +306,12 @@ def down(remove_all: bool) -> None:
 @click.option(
     "--scope", required=True, help="space-separated scopes, e.g. 'storage.read:/'"
 )
-@click.option("--audience", "-a", multiple=True, help="audience; repeat for several")
+@click.option(
+    "--audience",
+    "-a",
+    multiple=True,
+    help="audience; repeat for several; default: the profile's any-audience value",
+)
 @click.option("--profile", default="wlcg-1.0", show_default=True, help="token profile")
 @click.option("--lifetime", type=click.IntRange(min=1), help="lifetime in seconds")
 @_guard
@@ -319,7 +327,14 @@ def token(
     with IssuerClient(
         run.issuer_url, run.ca_file, run.mint_credential, run.clients
     ) as issuer:
-        click.echo(issuer.token(profile, scope, list(audience) or None, lifetime))
+        try:
+            token = issuer.token(profile, scope, list(audience) or None, lifetime)
+        except TokenError as exc:
+            raise TokenError(
+                f"{exc}; is the stack still up? 'testbed down' and 'testbed up' "
+                "start a new one"
+            ) from exc
+    click.echo(token)
 
 
 def _catalog() -> dict[str, Any]:
@@ -358,7 +373,16 @@ def _catalog() -> dict[str, Any]:
             {
                 "name": s.name,
                 "summary": s.summary,
-                "cells_per_storage": len(cases_for(s.name, list(profiles))),
+                "cases": [
+                    {
+                        "id": case.id,
+                        "expected": case.expected,
+                        "requirement": case.requirement,
+                        "section": case.section,
+                        "summary": case.summary,
+                    }
+                    for case in cases_for(s.name, list(profiles))
+                ],
             }
             for s in SCENARIOS.values()
         ],
@@ -383,7 +407,10 @@ def list_command(output_format: str) -> None:
     click.echo("implementations:")
     for impl in catalog["implementations"]:
         mark = " (default)" if impl["default"] else ""
-        click.echo(f"  {impl['key']:28} {impl['role']:9} {impl['description']}{mark}")
+        aliases = f" (alias {', '.join(impl['aliases'])})" if impl["aliases"] else ""
+        click.echo(
+            f"  {impl['key']:28} {impl['role']:9} {impl['description']}{aliases}{mark}"
+        )
     click.echo("profiles:")
     for profile in catalog["profiles"]:
         click.echo(f"  {profile['name']:28} {profile['title']}")

@@ -170,10 +170,12 @@ class TestbedSession:
 
 
 def _option_list(config: pytest.Config, name: str) -> list[str]:
-    value = config.getoption(name)
-    if not value:
-        return []
-    return [part.strip() for part in str(value).split(",") if part.strip()]
+    values = config.getoption(name) or []
+    if isinstance(values, str):
+        values = [values]
+    return [
+        part.strip() for value in values for part in value.split(",") if part.strip()
+    ]
 
 
 def _option_implementations(config: pytest.Config) -> list[Implementation]:
@@ -203,15 +205,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("testbed", "token interop testbed")
     group.addoption(
         "--testbed-implementations",
+        action="append",
         help="comma-separated implementations (name@version, name or alias); "
         f"default: {','.join(DEFAULT_IMPLEMENTATIONS)}",
     )
     group.addoption(
         "--testbed-profiles",
+        action="append",
         help=f"comma-separated profiles; default: {','.join(DEFAULT_PROFILES)}",
     )
     group.addoption(
-        "--testbed-scenarios", help="comma-separated scenarios; default: all"
+        "--testbed-scenarios",
+        action="append",
+        help="comma-separated scenarios; default: all",
     )
     group.addoption(
         "--testbed-output",
@@ -311,6 +317,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         expected=case.expected,
         requirement=case.requirement,
         section=case.section,
+        summary=case.summary,
     )
     item.stash[CELL_KEY] = CellRecorder(cell)
 
@@ -468,11 +475,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not record.cells:
         return
     record.finish()
+    record.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     if testbed.output is not None:
-        path = write_results(record, testbed.output)
+        write_results(record, testbed.output)
         document = record.to_json()
         (testbed.output / "matrix.md").write_text(render_markdown(document), "utf-8")
-        logger.info("results in %s", path)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -28,7 +28,10 @@ def _mark(cell: dict[str, Any]) -> str:
     if outcome == "pass":
         return f"pass ({cell['observed']})"
     if outcome == "fail":
-        return f"FAIL ({cell['observed']}, expected {cell['expected']})"
+        level = (
+            "" if cell["requirement"].startswith("MUST") else f" {cell['requirement']}"
+        )
+        return f"FAIL{level} ({cell['observed']}, expected {cell['expected']})"
     return outcome.upper() if outcome == "error" else outcome
 
 
@@ -153,6 +156,10 @@ def render_terminal(document: dict[str, Any]) -> str:
         f"\n{summary['total']} cells: {summary['pass']} pass, {summary['fail']} fail, "
         f"{summary['error']} error, {summary['skip']} skip"
     )
+    if document["run"].get("interrupted"):
+        parts.append(
+            "the run was interrupted: the matrix holds only the cells that ran"
+        )
     return "\n".join(parts)
 
 
@@ -163,7 +170,9 @@ def render_markdown(document: dict[str, Any]) -> str:
         "# Token interoperability matrix",
         "",
         f"Run `{run['id']}` on {run['host']}, {run['started']} to {run['finished']}, "
-        f"testbed {run['testbed_version']}.",
+        f"testbed {run['testbed_version']}."
+        + (" The run was interrupted; only the cells that ran are shown."
+           if run.get("interrupted") else ""),
         "",
         "## Implementations",
         "",

@@ -72,6 +72,7 @@ class Cell:
     duration: float = 0.0
     reason: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +92,7 @@ class RunRecord:
     implementations: list[dict[str, str]] = field(default_factory=list)
     cells: list[Cell] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
     def finish(self) -> None:
         self.finished = _now()
@@ -106,6 +108,7 @@ class RunRecord:
                 "host": socket.gethostname(),
                 "platform": platform.platform(),
                 "python": platform.python_version(),
+                "interrupted": self.interrupted,
             },
             "implementations": self.implementations,
             "cells": [cell.to_json() for cell in self.cells],

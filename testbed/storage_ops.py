@@ -311,10 +311,13 @@ def _effect(
     """
     if operation == "download":
         taken = response.status_code == 200 and response.content == INITIAL_CONTENT
-        description = (
-            f"received {len(response.content)} bytes, "
-            f"sha256 {_digest(response.content)}"
-        )
+        if response.status_code == 200:
+            description = (
+                f"received the file: {len(response.content)} bytes, "
+                f"sha256 {_digest(response.content)}"
+            )
+        else:
+            description = "no file content received"
         return description, taken, taken
     if operation in ("upload", "overwrite"):
         stored = admin.read(target)

@@ -43,6 +43,10 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 _REQUIRED = ("id", "summary", "expected", "requirement", "sections")
 _TIME = re.compile(r"^now([+-]\d+)?$")
+ANY_AUDIENCE = "{any_audience}"
+# Version claims that a variant may set for several profiles at once; each token
+# gets only the one its profile already carries.
+OTHER_VERSION_CLAIMS = frozenset({"wlcg.ver", "ver"})
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,10 @@ def mint_variant(
     now = int(time.time())
     claims = profile.baseline_claims(issuer.issuer_url, audience, scope, now=now)
     for name, value in variant.set_claims.items():
-        claims[name] = resolve_time(value, now)
+        if value == ANY_AUDIENCE:
+            value = profile.any_audience
+        if name in claims or name not in OTHER_VERSION_CLAIMS:
+            claims[name] = resolve_time(value, now)
     for name in variant.remove_claims:
         claims.pop(name, None)
     algorithm = "ES256" if variant.key == "es256" else "RS256"

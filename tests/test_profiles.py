@@ -73,7 +73,7 @@ def test_wlcg_algorithms() -> None:
 def test_scitokens_version_claim() -> None:
     profile = get_profile("scitokens-2.0")
     assert profile.version_claim == "ver"
-    assert profile.fixed_claims == {"ver": "scitokens:2.0"}
+    assert profile.fixed_claims == {"ver": "scitoken:2.0"}
 
 
 def test_scitokens_requires_aud() -> None:

@@ -208,7 +208,7 @@ def test_up_token_down(docker_client: docker.DockerClient, tmp_path: Path) -> No
         down = _run_cli("down", env=env)
     assert down.returncode == 0, down.stderr
     remaining = docker_client.containers.list(
-        all=True, filters={"label": f"{engine.LABEL_MODE}=up"}
+        all=True, filters={"label": f"{engine.LABEL_RUN}={context.run_id}"}
     )
     assert remaining == []
 

@@ -101,9 +101,15 @@ def test_shipped_variant_ids_match_keys() -> None:
     assert all(key == variant.id for key, variant in variants.items())
 
 
-def test_shipped_variants_cover_both_profiles() -> None:
+def test_shipped_variants_name_known_profiles() -> None:
     for variant in load_variants().values():
-        assert set(variant.sections) == set(load_profiles()), variant.id
+        assert variant.sections, variant.id
+        assert set(variant.sections) <= set(load_profiles()), variant.id
+
+
+def test_most_shipped_variants_cover_both_profiles() -> None:
+    both = [v for v in load_variants().values() if len(v.sections) == 2]
+    assert len(both) >= 10
 
 
 def test_shipped_variants_have_sections_text() -> None:
@@ -300,7 +306,7 @@ def test_mint_es256_key() -> None:
     assert minted is not None
     assert minted[0] == {"alg": "ES256", "kid": "kid-es"}
     assert issuer.calls[0]["key"] == "kid-es"
-    assert minted[1]["ver"] == "scitokens:2.0"
+    assert minted[1]["ver"] == "scitoken:2.0"
 
 
 def test_mint_unpublished_key() -> None:
@@ -374,7 +380,10 @@ def test_storage_cases_have_grants() -> None:
 
 def test_rejection_cases_one_per_variant_and_profile() -> None:
     cases = cases_for("token-rejection", DEFAULT_PROFILES)
-    assert len(cases) == 2 * len(load_variants())
+    expected = sum(
+        len(set(v.sections) & set(DEFAULT_PROFILES)) for v in load_variants().values()
+    )
+    assert len(cases) == expected
     assert all(isinstance(case, RejectionCase) for case in cases)
 
 

@@ -26,8 +26,9 @@ import socket
 import tarfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import docker
@@ -38,13 +39,18 @@ from docker.models.containers import Container
 from testbed import engine
 from testbed.ca import write_private_file
 from testbed.errors import RequestError, ServiceStartError, UsageError
+from testbed.tokens import redact_authorization
+from testbed.tpc import CopyResult, parse_markers
 
 __all__ = [
     "COPY_MODES",
+    "CopyExchange",
     "GfalCopyResult",
     "GfalCopyTimeoutError",
     "gfal_copy_command",
+    "parse_copy_exchange",
     "run_gfal_copy",
+    "to_copy_result",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +59,8 @@ COPY_MODES = ("pull", "push", "streamed")
 # Characters kept from the end of each output stream. With -vv gfal-copy logs
 # every request's headers, and the COPY exchange comes last.
 OUTPUT_EXCERPT_CHARS = 8000
+# Characters of gfal-copy's output in the evidence of a copy cell.
+EVIDENCE_EXCERPT_CHARS = 2000
 MOUNT_POINT = "/testbed"
 VERSION_FILE = "/etc/testbed-version"
 LAUNCHER = "testbed-gfal-copy"
@@ -60,10 +68,25 @@ URL_SCHEMES = ("https", "davs")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # A bearer credential in a header that gfal2 or davix might print.
 BEARER_VALUE = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+# davix at gfal-copy -vv: "INFO Davix: > COPY /path HTTP/1.1", then the response
+# as "INFO Davix: < HTTP/1.1 202 Accepted", then the streamed body.
+COPY_REQUEST = re.compile(r"^INFO Davix: > COPY \S+", re.MULTILINE)
+RESPONSE_STATUS = re.compile(r"^INFO Davix: < HTTP/\d(?:\.\d)? (\d{3})", re.MULTILINE)
+FINAL_LINE = re.compile(r"^(?:success|failure)\b.*$", re.MULTILINE)
 
 # Versions read from each image's /etc/testbed-version, by image tag. A tag ends
 # in the hash of its build context, so its version never changes.
 _versions: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class CopyExchange:
+    """The COPY request that gfal2 sent, as its -vv log shows it."""
+
+    status: int | None
+    # The server's last body line, "success: ..." or "failure: ...", or "".
+    final_line: str
+    markers: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -82,6 +105,8 @@ class GfalCopyResult:
     # Seconds from creating the container to its exit, container start included.
     duration: float
     gfal2_version: str
+    # None when gfal2 sent no COPY request (streamed mode, or it failed before).
+    exchange: CopyExchange | None = None
     timed_out: bool = False
 
     @property
@@ -92,14 +117,23 @@ class GfalCopyResult:
     def command_line(self) -> str:
         return shlex.join(self.command)
 
+    @property
+    def error_line(self) -> str:
+        """Return gfal-copy's last error line ("gfal-copy error: ..."), or ""."""
+        lines = [
+            line.strip()
+            for line in self.stderr.splitlines()
+            if line.startswith("gfal-copy error") or "Traceback" in line
+        ]
+        return lines[-1] if lines else ""
+
 
 class GfalCopyTimeoutError(RequestError):
-    """gfal-copy did not finish in time. ``result`` holds the output until then."""
+    """gfal-copy did not finish in time. ``result`` contains the output until then."""
 
     def __init__(self, result: GfalCopyResult, timeout: float) -> None:
-        tail = "\n".join(
-            (result.stderr.strip() or result.stdout.strip()).splitlines()[-20:]
-        )
+        output = result.stderr.strip() or result.stdout.strip()
+        tail = "\n".join(output.splitlines()[-20:])
         super().__init__(
             f"gfal-copy {result.mode} {result.source} -> {result.destination} timed "
             f"out after {timeout:.0f} s; the container was killed\n"
@@ -136,7 +170,9 @@ def gfal_copy_command(
     other third-party mode, and ``ENABLE_STREAM_COPY=false`` removes the fallback
     to a streamed copy, so a failed third-party copy fails the command.
     ``RETRIEVE_BEARER_TOKEN=false`` stops gfal2 from asking the storage for a
-    token of its own (a macaroon) when no token matches a URL.
+    token of its own (a macaroon) when no token matches a URL. ``just_copy``
+    skips gfal-copy's preparation: the checksum, the stat of the destination that
+    checks for overwriting, and the parent directory.
     """
     if mode not in COPY_MODES:
         raise UsageError(
@@ -144,7 +180,7 @@ def gfal_copy_command(
         )
     _check_url(source, "source")
     _check_url(destination, "destination")
-    # gfal-copy takes whole seconds; it would read 0 as "no timeout".
+    # gfal-copy takes whole seconds, and it would read 0 as "no timeout".
     seconds = str(max(1, math.ceil(timeout)))
     command = [
         LAUNCHER,
@@ -163,6 +199,21 @@ def gfal_copy_command(
     # Authorization and TransferHeaderAuthorization values.
     command += ["-vv", source, destination]
     return command
+
+
+def parse_copy_exchange(output: str) -> CopyExchange | None:
+    """Find the last COPY request in gfal-copy's -vv output and read its reply."""
+    requests_sent = list(COPY_REQUEST.finditer(output))
+    if not requests_sent:
+        return None
+    exchange = output[requests_sent[-1].start() :]
+    status = RESPONSE_STATUS.search(exchange)
+    finals = FINAL_LINE.findall(exchange)
+    return CopyExchange(
+        status=int(status.group(1)) if status else None,
+        final_line=finals[-1].strip() if finals else "",
+        markers=parse_markers(exchange.splitlines()),
+    )
 
 
 def _write_copy_files(
@@ -199,8 +250,7 @@ def _redact(text: str, tokens: tuple[str, ...]) -> str:
     return BEARER_VALUE.sub(r"\1<redacted>", text)
 
 
-def _excerpt(raw: bytes, tokens: tuple[str, ...]) -> str:
-    text = _redact(raw.decode(errors="replace"), tokens)
+def _excerpt(text: str) -> str:
     if len(text) <= OUTPUT_EXCERPT_CHARS:
         return text
     return "[... output truncated ...]\n" + text[-OUTPUT_EXCERPT_CHARS:]
@@ -232,9 +282,37 @@ def _wait(container: Container, timeout: float) -> int | None:
     """Return the container's exit code, or None if it still runs after ``timeout``."""
     try:
         status = container.wait(timeout=timeout)
-    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+    except requests.exceptions.ReadTimeout:
         return None
+    except requests.exceptions.ConnectionError as exc:
+        # docker-py reports a read timeout on its Unix socket as ConnectionError.
+        if "timed out" in str(exc).lower():
+            return None
+        raise RequestError(
+            f"lost the connection to the Docker engine while waiting for "
+            f"container {container.name}: {exc}"
+        ) from exc
     return int(status.get("StatusCode", -1))
+
+
+def _kill(container: Container) -> None:
+    try:
+        container.kill()
+    except docker.errors.DockerException as exc:
+        logger.warning("cannot kill container %s: %s", container.name, exc)
+
+
+def _logs(container: Container, tokens: tuple[str, ...]) -> tuple[str, str]:
+    """Return the container's stdout and stderr with ``tokens`` redacted."""
+    try:
+        stdout = bytes(container.logs(stdout=True, stderr=False))
+        stderr = bytes(container.logs(stdout=False, stderr=True))
+    except docker.errors.DockerException as exc:
+        return "", f"<log unavailable: {exc}>"
+    return (
+        _redact(stdout.decode(errors="replace"), tokens),
+        _redact(stderr.decode(errors="replace"), tokens),
+    )
 
 
 def _remove(container: Container) -> None:
@@ -265,7 +343,7 @@ def run_gfal_copy(
 
     ``source_token`` is sent only for the source URL and ``destination_token``
     only for the destination URL. ``timeout`` (seconds) covers the container's
-    start and the copy; past it the container is killed and GfalCopyTimeoutError
+    start and the copy. Past it the container is killed, and GfalCopyTimeoutError
     carries the output so far. The container is always removed, and so is the
     per-copy directory under ``work_dir`` with the token files. ``labels`` are
     added to the testbed's own labels (engine.LABEL_*), so pass LABEL_RUN and
@@ -311,16 +389,9 @@ def run_gfal_copy(
         )
         exit_code = _wait(container, max(0.1, started + timeout - time.monotonic()))
         if exit_code is None:
-            try:
-                container.kill()
-            except docker.errors.DockerException as exc:
-                logger.warning("cannot kill container %s: %s", name, exc)
+            _kill(container)
         duration = time.monotonic() - started
-        try:
-            stdout = _excerpt(container.logs(stdout=True, stderr=False), tokens)
-            stderr = _excerpt(container.logs(stdout=False, stderr=True), tokens)
-        except docker.errors.DockerException as exc:
-            stdout, stderr = "", f"<log unavailable: {exc}>"
+        stdout, stderr = _logs(container, tokens)
     finally:
         if container is not None:
             _remove(container)
@@ -332,10 +403,11 @@ def run_gfal_copy(
         destination=destination,
         command=command,
         exit_code=exit_code,
-        stdout=stdout,
-        stderr=stderr,
+        stdout=_excerpt(stdout),
+        stderr=_excerpt(stderr),
         duration=duration,
         gfal2_version=version,
+        exchange=parse_copy_exchange(stdout),
         timed_out=exit_code is None,
     )
     if result.timed_out:
@@ -343,3 +415,52 @@ def run_gfal_copy(
         raise GfalCopyTimeoutError(result, timeout)
     logger.info("%s exited with code %s after %.1f s", name, exit_code, duration)
     return result
+
+
+def to_copy_result(
+    result: GfalCopyResult, source_token: str, destination_token: str
+) -> CopyResult:
+    """Describe a gfal-copy run as the CopyResult of the tpc scenario.
+
+    The status and final line are the COPY response's, as gfal2 logged them. When
+    gfal2 sent no COPY request, the status is None and the final line is
+    gfal-copy's error message.
+    """
+    exchange = result.exchange
+    final_line = exchange.final_line if exchange else ""
+    if not final_line:
+        final_line = result.error_line or f"gfal-copy exit code {result.exit_code}"
+    request: dict[str, Any] = {
+        "method": "COPY",
+        "headers": {},
+        "client": f"gfal2 {result.gfal2_version}",
+        "command": result.command_line,
+        "exit_code": result.exit_code,
+    }
+    # The active endpoint receives COPY with its own token in Authorization.
+    if result.mode == "pull":
+        own, other = destination_token, source_token
+        request["url"] = result.destination
+        request["headers"]["Source"] = result.source
+    elif result.mode == "push":
+        own, other = source_token, destination_token
+        request["url"] = result.source
+        request["headers"]["Destination"] = result.destination
+    if result.mode in ("pull", "push"):
+        request["headers"]["Authorization"] = redact_authorization(f"Bearer {own}")
+        request["headers"]["TransferHeaderAuthorization"] = redact_authorization(
+            f"Bearer {other}"
+        )
+    else:
+        # A streamed copy is a GET from the source and a PUT to the destination.
+        request["method"] = "GET+PUT"
+        request["url"] = result.destination
+    output = f"{result.stdout}\n--- stderr ---\n{result.stderr}"
+    return CopyResult(
+        status=exchange.status if exchange else None,
+        final_line=final_line[:300],
+        markers=exchange.markers if exchange else [],
+        body_excerpt=output[-EVIDENCE_EXCERPT_CHARS:],
+        duration=round(result.duration, 3),
+        request=request,
+    )

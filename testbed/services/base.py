@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 testcontainers_config.ryuk_disabled = True
 
 LOG_TAIL_LINES = 25
+# Lines of a service's log that one cell keeps as evidence.
+CELL_LOG_LINES = 40
 # Seconds between readiness probes: well under one second, so that a service that
 # becomes ready is noticed quickly.
 POLL_INTERVAL = 0.2
@@ -75,6 +77,16 @@ def poll_until(
                 f"last probe: {reason}"
             )
         time.sleep(POLL_INTERVAL)
+
+
+def _parse_docker_timestamp(stamp: str) -> datetime.datetime | None:
+    """Parse Docker's RFC 3339 timestamp with nanoseconds, e.g. ``...05.123456789Z``."""
+    try:
+        head, _, fraction = stamp.rstrip("Z").partition(".")
+        parsed = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.UTC)
+        return parsed + datetime.timedelta(microseconds=int((fraction + "000000")[:6]))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -148,14 +160,25 @@ class ServiceContainer:
             return f"<log unavailable: {exc}>"
         return bytes(raw).decode(errors="replace").rstrip()
 
-    def logs_since(self, since: datetime.datetime, lines: int = LOG_TAIL_LINES) -> str:
-        """Return at most ``lines`` log lines written since ``since``."""
+    def logs_since(self, since: datetime.datetime, lines: int = CELL_LOG_LINES) -> str:
+        """Return at most ``lines`` log lines written at or after ``since``.
+
+        Docker's own ``since`` filter works in whole seconds, so the lines are
+        fetched with their timestamps and filtered here.
+        """
         try:
-            raw = self.docker_container.logs(since=since)
+            raw = self.docker_container.logs(
+                since=int(since.timestamp()) - 1, timestamps=True
+            )
         except (docker.errors.DockerException, ServiceStartError) as exc:
             return f"<log unavailable: {exc}>"
-        text = bytes(raw).decode(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        selected = []
+        for line in bytes(raw).decode(errors="replace").splitlines():
+            stamp, _, text = line.partition(" ")
+            written = _parse_docker_timestamp(stamp)
+            if written is None or written >= since:
+                selected.append(text)
+        return "\n".join(selected[-lines:])
 
     def wait(
         self, probe: Callable[[], str | None], timeout: float, what: str | None = None
