@@ -80,6 +80,16 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
             capabilities=frozenset({"client-credentials", "mint", "discovery"}),
             aliases=("reference-issuer",),
         ),
+        Implementation(
+            name="gfal2",
+            version="2.21.3",
+            role=Role.CLIENT,
+            image=ImageSpec("gfal2", suite="bookworm"),
+            driver="gfal2",
+            description="gfal-copy with the gfal2 http plugin and davix, bookworm",
+            capabilities=frozenset({"http-tpc"}),
+            aliases=("gfal2@bookworm",),
+        ),
         _xrootd("5.5.3", "bookworm"),
         _xrootd("5.8.1", "trixie"),
         _xrootd("6.2.0", "sid"),
@@ -91,6 +101,7 @@ DEFAULT_IMPLEMENTATIONS: tuple[str, ...] = (
     "xrootd@5.5.3",
     "xrootd@5.8.1",
     "xrootd@6.2.0",
+    "gfal2@2.21.3",
 )
 
 
