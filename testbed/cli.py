@@ -26,10 +26,12 @@ from testbed.errors import ConfigurationError, TestbedError, TokenError, UsageEr
 from testbed.implementations import (
     DEFAULT_IMPLEMENTATIONS,
     IMPLEMENTATIONS,
+    Implementation,
     Role,
     resolve_implementations,
 )
 from testbed.profiles import get_profile, load_profiles
+from testbed.results import RESULTS_FILE
 from testbed.variants import load_variants
 
 __all__ = ["main"]
@@ -82,15 +84,6 @@ def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__name__ = function.__name__
     wrapper.__doc__ = function.__doc__
     return wrapper
-
-
-def _terminate_as_interrupt() -> None:
-    """Make SIGTERM unwind like Ctrl-C, so that clean-up code runs."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -165,21 +158,26 @@ def run(
 
     from testbed.results import load_results
 
-    impls = resolve_implementations(_split(implementations) or DEFAULT_IMPLEMENTATIONS)
-    for name in _split(profiles):
+    impls = _selected_implementations(implementations)
+    if not any(impl.role is Role.STORAGE for impl in impls):
+        raise UsageError(
+            "the selection has no storage implementation; add one, for example "
+            "-i xrootd@5.5.3 (see 'testbed list')"
+        )
+    profile_names = _nonempty(profiles, "--profiles")
+    scenario_names = _nonempty(scenarios, "--scenarios")
+    for name in profile_names:
         get_profile(name)
-    resolve_scenarios(_split(scenarios))
+    resolve_scenarios(scenario_names)
+    load_variants()
     if not _scenarios_dir().is_dir():
         raise UsageError(
             f"no scenarios folder at {_scenarios_dir()}; set TESTBED_SCENARIOS_DIR"
         )
-
     from testbed import engine
 
     engine.connect().close()
-    results = output / "results.json"
-    if results.exists():
-        results.unlink()
+    _prepare_output(output)
     args = [
         str(_scenarios_dir()),
         "-q",
@@ -188,10 +186,10 @@ def run(
         f"--testbed-output={output}",
     ]
     args.append("--testbed-implementations=" + ",".join(i.key for i in impls))
-    if profiles:
-        args.append("--testbed-profiles=" + ",".join(_split(profiles)))
-    if scenarios:
-        args.append("--testbed-scenarios=" + ",".join(_split(scenarios)))
+    if profile_names:
+        args.append("--testbed-profiles=" + ",".join(profile_names))
+    if scenario_names:
+        args.append("--testbed-scenarios=" + ",".join(scenario_names))
     if not _plugin_registered():
         args += ["-p", "testbed.plugin"]
     args += ["--tb=no", "-o", "log_cli=true", "--log-cli-level=INFO"]
@@ -202,12 +200,17 @@ def run(
     args += list(pytest_arg)
 
     _setup_logging(verbose)
-    _terminate_as_interrupt()
+    signals = _InterruptFlag()
     code = pytest.main(args)
-    if code == pytest.ExitCode.INTERRUPTED:
+    if code == pytest.ExitCode.INTERRUPTED and signals.received:
         raise KeyboardInterrupt
-    if code == pytest.ExitCode.USAGE_ERROR:
-        sys.exit(2)
+    if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.USAGE_ERROR):
+        # pytest also reports collection errors as an interruption.
+        raise UsageError(
+            f"pytest could not collect the scenarios in {_scenarios_dir()} "
+            "(see its output above)"
+        )
+    results = output / RESULTS_FILE
     if not results.exists():
         raise TestbedError(
             f"the run wrote no {results} (pytest exit code {int(code)}); "
@@ -216,8 +219,59 @@ def run(
     document = load_results(results)
     summary = document["summary"]
     click.echo(f"\nresults: {results}  matrix: {output / 'matrix.md'}")
+    if code == pytest.ExitCode.INTERNAL_ERROR:
+        raise TestbedError("pytest reported an internal error (see its output above)")
     if summary["error"] or (strict and summary["fail"]):
         sys.exit(1)
+
+
+def _nonempty(values: tuple[str, ...], option: str) -> list[str]:
+    """Split an option's values; an option given with only empty names is an error."""
+    names = _split(values)
+    if values and not names:
+        raise UsageError(f"{option} was given but names nothing; see 'testbed list'")
+    return names
+
+
+def _selected_implementations(values: tuple[str, ...]) -> list[Implementation]:
+    names = _nonempty(values, "--implementations") or list(DEFAULT_IMPLEMENTATIONS)
+    impls = resolve_implementations(names)
+    if not any(i.role is Role.ISSUER for i in impls):
+        impls = resolve_implementations([DEFAULT_IMPLEMENTATIONS[0]]) + impls
+    return impls
+
+
+def _prepare_output(output: Path) -> None:
+    """Create ``output`` and remove an earlier run's files; fail early if unwritable."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".testbed-write-check"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+        for name in (RESULTS_FILE, "matrix.md"):
+            (output / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write results into {output}: {exc.strerror or exc}; "
+            "choose another folder with --output"
+        ) from exc
+
+
+class _InterruptFlag:
+    """Record SIGINT and SIGTERM, and make both unwind like Ctrl-C.
+
+    pytest returns the same exit code for an interrupt and for a collection
+    error, so the CLI needs to know whether a signal arrived.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = True
+        raise KeyboardInterrupt
 
 
 def _stack_dir() -> Path:
@@ -235,14 +289,13 @@ def up(implementations: tuple[str, ...]) -> None:
     from testbed.run_context import RunContext
     from testbed.stack import Stack
 
-    impls = resolve_implementations(_split(implementations) or DEFAULT_IMPLEMENTATIONS)
-    if not any(i.role is Role.ISSUER for i in impls):
-        impls = resolve_implementations([DEFAULT_IMPLEMENTATIONS[0]]) + impls
+    impls = _selected_implementations(implementations)
     if (_stack_dir() / "context.json").exists():
         raise UsageError(
             f"a stack is already up (state in {_stack_dir()}); run 'testbed down' first"
         )
     _setup_logging(False)
+    _InterruptFlag()
     client = engine.connect()
     engine.remove_containers(client, leftovers_only=True, include_up=False)
     run = RunContext.create(_stack_dir())

@@ -289,7 +289,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     callspec = getattr(item, "callspec", None)
     if marker is None or callspec is None or "case" not in callspec.params:
         return
-    case: Case = callspec.params["case"]
+    case = callspec.params["case"]
+    if not isinstance(case, Case):
+        # pytest passes a placeholder when a parameter list is empty; it skips.
+        return
     session = _session(item.config)
     participants = {"issuer": session.implementations[0].key}
     issuers = [i for i in session.implementations if i.role is Role.ISSUER]

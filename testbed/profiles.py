@@ -19,6 +19,7 @@ A profile file has these tables (unknown tables or keys are rejected):
 from __future__ import annotations
 
 import logging
+import re
 import time
 import tomllib
 import uuid
@@ -34,6 +35,9 @@ __all__ = ["PROFILES_DIR", "Profile", "get_profile", "load_profile", "load_profi
 logger = logging.getLogger(__name__)
 
 PROFILES_DIR = Path(__file__).parent / "data" / "profiles"
+# The reference issuer holds RS256 and ES256 keys; profiles may name only these.
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "ES256"})
+_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "": {"name": str, "title": str, "specification": str},
@@ -188,6 +192,31 @@ def load_profile(path: Path) -> Profile:
             "make them equal",
         )
     header, claims, lifetime = data["header"], data["claims"], data["lifetime"]
+    if not _NAME.match(data["name"]):
+        raise _fail(
+            path,
+            "name",
+            "must be lower-case letters, digits, dots and dashes",
+            f"got {data['name']!r}",
+        )
+    for label, values in (
+        ("header.algorithms", header["algorithms"]),
+        ("header.required", header["required"]),
+        ("claims.required", claims["required"]),
+    ):
+        if not values or not all(isinstance(v, str) and v for v in values):
+            raise _fail(path, label, "must be a non-empty list of strings", "")
+    unsupported = sorted(set(header["algorithms"]) - ASYMMETRIC_ALGORITHMS)
+    if unsupported:
+        raise _fail(
+            path,
+            "header.algorithms",
+            f"names {', '.join(unsupported)}",
+            "tokens must be signed with an asymmetric algorithm: use "
+            + ", ".join(sorted(ASYMMETRIC_ALGORITHMS)),
+        )
+    if lifetime["expiry_leeway"] < 0:
+        raise _fail(path, "lifetime.expiry_leeway", "must not be negative", "")
     if header["default_algorithm"] not in header["algorithms"]:
         raise _fail(
             path,

@@ -43,6 +43,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 _REQUIRED = ("id", "summary", "expected", "requirement", "sections")
 _TIME = re.compile(r"^now([+-]\d+)?$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ANY_AUDIENCE = "{any_audience}"
 # Version claims that a variant may set for several profiles at once; each token
 # gets only the one its profile already carries.
@@ -99,7 +100,17 @@ def _check(
         )
     if entry.get("key", "rs256") not in KEYS:
         raise ConfigurationError(f"{label}: key must be one of {', '.join(KEYS)}")
-    for profile in entry["sections"]:
+    if not _NAME.match(entry["id"]):
+        raise ConfigurationError(
+            f"{label}: id must be lower-case letters, digits and dashes, "
+            f"got {entry['id']!r}"
+        )
+    for profile, section in entry["sections"].items():
+        if not isinstance(section, str) or not section.strip():
+            raise ConfigurationError(
+                f"{label}: sections.{profile} must be a non-empty string naming "
+                "the specification section"
+            )
         if profile not in profiles:
             raise ConfigurationError(
                 f"{label}: sections names unknown profile {profile!r}; "
