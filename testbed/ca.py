@@ -35,7 +35,7 @@ BACKDATE = datetime.timedelta(minutes=5)
 
 def write_private_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that only the owner can read it (mode 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from testbed.implementations import (
 from testbed.profiles import load_profiles
 from testbed.render import render_markdown, render_terminal
 from testbed.results import Cell, Outcome, RunRecord, write_results
-from testbed.run_context import RunContext, new_run_id
+from testbed.run_context import RunContext, new_run_dir, new_run_id, sweep_run_dirs
 
 __all__ = ["CellMismatch", "CellRecorder", "TestbedSession"]
 
@@ -106,7 +105,8 @@ class TestbedSession:
         try:
             client = engine.connect()
             engine.remove_containers(client, leftovers_only=True, include_up=False)
-            self.run_dir = Path(tempfile.mkdtemp(prefix="testbed-run-"))
+            sweep_run_dirs()
+            self.run_dir = new_run_dir(self.record.run_id)
             run = RunContext.create(self.run_dir, self.record.run_id)
             self.stack = Stack(client, run, self.implementations)
             self.stack.start()
@@ -158,14 +158,17 @@ class TestbedSession:
             tool = stack.clients.get(impl.name)
             if impl.key in stack.services:
                 entry["version"] = stack.services[impl.key].version
+                exited = stack.services[impl.key].container.exit_reason()
+                if exited and impl.key not in stack.failures:
+                    stack.mark_failed(impl.key, exited)
             elif tool is not None and tool.key == impl.key:
                 entry["version"] = tool.version
-            elif impl.key in stack.failures:
-                entry["status"] = "failed"
-                entry["error"] = str(stack.failures[impl.key])[:2000]
-            else:
+            elif impl.key not in stack.failures:
                 entry["status"] = "failed"
                 entry["error"] = str(self.startup_error or "the service did not start")
+            if impl.key in stack.failures:
+                entry["status"] = "failed"
+                entry["error"] = str(stack.failures[impl.key])[:2000]
             self.record.implementations.append(entry)
 
 
@@ -380,9 +383,10 @@ def _attach_service_state(cell: Cell, stack: Any) -> None:
         service = stack.services.get(key)
         if service is None:
             continue
-        exited = service.container.exit_reason()
-        if exited:
-            cell.reason += f" ({key}: {exited})"
+        problem = stack.health_problem(key)
+        if problem:
+            cell.reason += f" ({key}: {problem})"
+            stack.mark_failed(key, problem)
         logs.append(f"--- {key} ---\n{service.container.log_tail()}")
     if logs:
         cell.evidence["log"] = "\n".join(logs)

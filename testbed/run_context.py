@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
+import shutil
+import socket
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +28,59 @@ __all__ = ["RunContext", "new_run_id"]
 logger = logging.getLogger(__name__)
 
 CONTEXT_FILE = "context.json"
+
+
+OWNER_FILE = "owner"
+
+
+def runs_root() -> Path:
+    """Return the folder that holds the run folders of this user's ``testbed run``."""
+    return Path(tempfile.gettempdir()) / f"testbed-runs-{os.getuid()}"
+
+
+def new_run_dir(run_id: str) -> Path:
+    """Create a private run folder that records its owner process."""
+    root = runs_root()
+    root.mkdir(mode=0o700, exist_ok=True)
+    root.chmod(0o700)
+    directory = root / run_id
+    directory.mkdir(mode=0o700)
+    (directory / OWNER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    return directory
+
+
+def sweep_run_dirs() -> list[Path]:
+    """Delete run folders whose owner process on this host no longer exists.
+
+    A runner killed with SIGKILL cannot delete its folder, which holds the run's
+    CA key, signing keys and client secrets; the next run removes it.
+    """
+    removed: list[Path] = []
+    root = runs_root()
+    if not root.is_dir():
+        return removed
+    for directory in root.iterdir():
+        try:
+            pid_text, host = (directory / OWNER_FILE).read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue
+        if host != socket.gethostname() or _alive(pid):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+        logger.info("removed the run folder %s of ended process %d", directory, pid)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def new_run_id() -> str:
@@ -64,8 +121,14 @@ class RunContext:
     @classmethod
     def create(cls, run_dir: Path, run_id: str | None = None) -> RunContext:
         """Make a new run directory with a fresh CA, client secrets and key ids."""
-        run_dir.mkdir(parents=True, exist_ok=True)
-        run_dir.chmod(0o700)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            run_dir.chmod(0o700)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the state folder {run_dir}: {exc.strerror or exc}; "
+                "point TESTBED_STATE_DIR at a writable folder"
+            ) from exc
         CertificateAuthority.create(run_dir / "ca")
         clients = {
             name: (f"{name}-client", secrets.token_urlsafe(24))
@@ -90,9 +153,10 @@ class RunContext:
     def save(self) -> None:
         data = asdict(self)
         data["run_dir"] = str(self.run_dir)
-        write_private_file(
-            self.run_dir / CONTEXT_FILE, json.dumps(data, indent=2).encode()
-        )
+        # Write a new file and rename it, so that a kill never leaves half a file.
+        temporary = self.run_dir / f".{CONTEXT_FILE}.tmp"
+        write_private_file(temporary, json.dumps(data, indent=2).encode())
+        temporary.replace(self.run_dir / CONTEXT_FILE)
 
     @classmethod
     def load(cls, run_dir: Path) -> RunContext:

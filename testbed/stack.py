@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import docker
@@ -34,6 +35,42 @@ from testbed.tpc import CopyResult
 __all__ = ["Service", "Stack"]
 
 logger = logging.getLogger(__name__)
+
+# Seconds a health probe of a service may take after one of its cells failed.
+HEALTH_TIMEOUT = 3.0
+
+
+def run_parallel(
+    tasks: Mapping[str, Callable[[], Any]], limit: int, name: str
+) -> dict[str, Any]:
+    """Run ``tasks`` in daemon threads, at most ``limit`` at once.
+
+    Returns each task's result or the exception it raised. The caller's thread
+    joins with a short timeout, so Ctrl-C reaches it while the tasks run, and an
+    interpreter that exits does not wait for them.
+    """
+    results: dict[str, Any] = {}
+    slots = threading.Semaphore(limit)
+
+    def work(key: str, task: Callable[[], Any]) -> None:
+        with slots:
+            try:
+                results[key] = task()
+            except BaseException as exc:  # handed to the caller
+                results[key] = exc
+
+    threads = [
+        threading.Thread(
+            target=work, args=(key, task), name=f"{name}-{key}", daemon=True
+        )
+        for key, task in tasks.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    return results
 
 
 class Driver(Protocol):
@@ -98,6 +135,7 @@ class Stack:
     clients: dict[str, ClientTool] = field(default_factory=dict)
     _containers: list[ServiceContainer] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         issuers = [i for i in self.implementations if i.role is Role.ISSUER]
@@ -119,6 +157,30 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def health_problem(self, key: str) -> str | None:
+        """Return why service ``key`` is unusable, or None when it answers."""
+        service = self.services.get(key)
+        if service is None:
+            return None
+        exited = service.container.exit_reason()
+        if exited:
+            return exited
+        try:
+            service.http.get(service.url + "/", timeout=HEALTH_TIMEOUT)
+        except httpx.HTTPError as exc:
+            return f"stopped answering: {type(exc).__name__}: {exc}"
+        return None
+
+    def mark_failed(self, key: str, problem: str) -> None:
+        """Fail the remaining cells of ``key`` at once instead of waiting for it."""
+        with self._lock:
+            if key not in self.failures:
+                logger.error("%s failed during the run: %s", key, problem)
+                self.failures[key] = ServiceStartError(
+                    f"{key} failed during the run: {problem}",
+                    self.services[key].container.log_tail(),
+                )
+
     def get(self, key: str) -> Service:
         """Return the started service ``key`` or raise the error that stopped it."""
         if key in self.failures:
@@ -133,18 +195,35 @@ class Stack:
             self.failures[impl.key] = exc
 
     def start(self) -> None:
-        """Build images, start every container and wait for readiness."""
+        """Build images, start every container and wait for readiness.
+
+        An interrupt cancels the readiness waits at once; builds that are under
+        way finish in the background, because the Docker API cannot cancel them.
+        """
+        try:
+            self._start()
+        except BaseException:
+            self.cancelled.set()
+            raise
+
+    def _start(self) -> None:
         builder = ImageBuilder(self.client)
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="build") as pool:
-            builds = {
-                impl.key: pool.submit(builder.build, impl.image)
+        builds = run_parallel(
+            {
+                impl.key: partial(builder.build, impl.image)
                 for impl in self.implementations
-            }
-            for impl in self.implementations:
-                try:
-                    self.images[impl.key] = builds[impl.key].result()
-                except TestbedError as exc:
-                    self._fail(impl, exc)
+            },
+            limit=2,
+            name="build",
+        )
+        for impl in self.implementations:
+            outcome = builds[impl.key]
+            if isinstance(outcome, TestbedError):
+                self._fail(impl, outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                self.images[impl.key] = outcome
 
         self._register_clients()
         ca = self.run.ca()
@@ -157,40 +236,43 @@ class Stack:
             config_dir = self.run.service_dir(impl.key)
             if config_dir.exists():
                 shutil.rmtree(config_dir)
-            config_dir.mkdir(parents=True)
+            config_dir.mkdir(parents=True, mode=0o700)
             shutil.copy(self.run.ca_file, config_dir / "ca.pem")
             ca.issue_server_certificate(config_dir / "tls")
             endpoints = drivers[impl.key].configure(self.run, config_dir)
             container = ServiceContainer(
-                impl.key, self.images[impl.key], self.run.run_id, self.mode, config_dir
+                impl.key,
+                self.images[impl.key],
+                self.run.run_id,
+                self.mode,
+                config_dir,
+                cancelled=self.cancelled,
             )
             prepared[impl.key] = (container, endpoints)
             self._containers.append(container)
 
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="start") as pool:
-            started: dict[str, Future[None]] = {
-                key: pool.submit(container.start)
-                for key, (container, _) in prepared.items()
-            }
-            for impl in services:
-                if impl.key in started:
-                    try:
-                        started[impl.key].result()
-                    except TestbedError as exc:
-                        self._fail(impl, exc)
+        started = run_parallel(
+            {key: container.start for key, (container, _) in prepared.items()},
+            limit=8,
+            name="start",
+        )
+        for impl in services:
+            outcome = started.get(impl.key)
+            if isinstance(outcome, TestbedError):
+                self._fail(impl, outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
         self._wait_issuer(drivers, prepared)
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="ready") as pool:
-            waits = {
-                impl.key: pool.submit(
-                    self._wait_service, impl, drivers[impl.key], prepared
-                )
-                for impl in services
-                if impl.role is not Role.ISSUER and impl.key in prepared
-                and impl.key not in self.failures
-            }  # fmt: skip
-            for future in waits.values():
-                future.result()
+        waits = {
+            impl.key: partial(self._wait_service, impl, drivers[impl.key], prepared)
+            for impl in services
+            if impl.role is not Role.ISSUER and impl.key in prepared
+            and impl.key not in self.failures
+        }  # fmt: skip
+        for outcome in run_parallel(waits, limit=8, name="ready").values():
+            if isinstance(outcome, BaseException):
+                raise outcome
         self.run.endpoints = {
             key: service.endpoints for key, service in self.services.items()
         }

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from testbed import cli, engine
+from testbed.errors import UsageError
 from testbed.implementations import IMPLEMENTATIONS
 
 # engine.owner_alive counts a container whose pid label is 0 as a leftover.
@@ -290,3 +291,30 @@ def test_token_with_incomplete_context(state_dir: Path) -> None:
     (stack_dir / "context.json").write_text("{}", encoding="utf-8")
     result = invoke("token", "--scope", "storage.read:/")
     assert isinstance(result.exception, SystemExit)
+
+
+def test_run_empty_implementation_list(no_docker: Path, tmp_path: Path) -> None:
+    result = invoke("run", "-i", ",,,", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "names nothing" in result.stderr
+
+
+def test_run_without_storage(no_docker: Path, tmp_path: Path) -> None:
+    result = invoke("run", "-i", "reference-issuer", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "no storage implementation" in result.stderr
+
+
+def test_prepare_output_rejects_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UsageError, match="--output"):
+        cli._prepare_output(blocker / "out")
+
+
+def test_prepare_output_removes_old_results(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "matrix.md").write_text("old")
+    cli._prepare_output(tmp_path)
+    assert not (tmp_path / "results.json").exists()
+    assert not (tmp_path / "matrix.md").exists()

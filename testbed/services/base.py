@@ -12,6 +12,7 @@ import datetime
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class ServiceContainer:
     config_dir: Path
     environment: dict[str, str] = field(default_factory=dict)
     command: str | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
     _container: DockerContainer | None = None
 
     @property
@@ -117,6 +119,8 @@ class ServiceContainer:
             engine.LABEL_HOST: socket.gethostname(),
             engine.LABEL_IMPLEMENTATION: self.key,
         }
+        if self.cancelled.is_set():
+            raise ServiceStartError(f"start of {self.key} cancelled")
         container = DockerContainer(
             self.image, command=self.command, env=self.environment, name=self.name
         )
@@ -190,7 +194,9 @@ class ServiceContainer:
             timeout,
             what or self.key,
             on_timeout=lambda message: ReadinessTimeoutError(message, self.log_tail()),
-            alive=self.exit_reason,
+            alive=lambda: (
+                "cancelled" if self.cancelled.is_set() else self.exit_reason()
+            ),
         )
         logger.info("%s ready after %.1f s", self.key, time.monotonic() - started)
 
