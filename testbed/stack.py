@@ -28,6 +28,7 @@ from testbed.implementations import Implementation, Role
 from testbed.issuer_client import IssuerClient
 from testbed.run_context import RunContext
 from testbed.services.base import ServiceContainer
+from testbed.services.exec_validator import ExecValidatorDriver
 from testbed.services.reference_issuer import ReferenceIssuerDriver
 from testbed.services.xrootd import XRootDDriver
 from testbed.tpc import CopyResult
@@ -82,6 +83,8 @@ def _driver(impl: Implementation) -> Any:
         return ReferenceIssuerDriver()
     if impl.driver == "xrootd":
         return XRootDDriver(impl.version)
+    if impl.role is Role.VALIDATOR:
+        return ExecValidatorDriver()
     raise ConfigurationError(
         f"implementation {impl.key} names unknown driver {impl.driver!r}"
     )
@@ -104,7 +107,7 @@ class Service:
 
     @property
     def url(self) -> str:
-        return str(self.endpoints["url"])
+        return str(self.endpoints.get("url", f"container {self.container.name}"))
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ class Stack:
         exited = service.container.exit_reason()
         if exited:
             return exited
+        if "url" not in service.endpoints:
+            return None
         try:
             service.http.get(service.url + "/", timeout=HEALTH_TIMEOUT)
         except httpx.HTTPError as exc:
