@@ -40,14 +40,23 @@ def test_token_variant(
         issuer,
         run_context.kids,
         storage.endpoints["audience"],
-        profile.scope("read", directory),
+        directory,
     )
-    token = None if minted is None else minted[2]
-    observation = perform(storage, admin, "download", target, token)
+    token = None if minted is None else minted.token
+    size_variant = case.token_variant.category == "size"
+    observation = perform(
+        storage,
+        admin,
+        "download",
+        target,
+        token,
+        reject_statuses=(401, 403, 400, 413, 431) if size_variant else (401, 403),
+        closed_is_reject=size_variant,
+    )
 
     evidence = dict(observation.evidence)
     if minted is not None:
-        evidence["token"] = {"header": minted[0], "claims": minted[1]}
+        evidence["token"] = {"header": minted.header, "claims": minted.claims}
     evidence["log"] = storage.container.logs_since(started)
     cell.observe(observation.verdict, observation.reason, evidence)
     cell.verify()

@@ -31,6 +31,9 @@ class Scenario:
     name: str
     summary: str
     operation: str
+    # "default" runs the default profiles unless others are selected; "all" runs
+    # every profile.
+    profiles: str = "default"
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -47,6 +50,12 @@ SCENARIOS: dict[str, Scenario] = {
             "path-matching",
             "read with scope and request paths that need normalising",
             "download",
+        ),
+        Scenario(
+            "compliance",
+            "every token variant judged by every validator, per profile",
+            "download",
+            profiles="all",
         ),
         Scenario(
             "tpc",
@@ -294,7 +303,9 @@ def _path_cases(profile: str) -> tuple[StorageCase, ...]:
 STORAGE_CASES = STORAGE_CASES + _path_cases(WLCG) + _path_cases(SCITOKENS)
 
 
-def rejection_cases(profiles: list[str]) -> list[RejectionCase]:
+def rejection_cases(
+    profiles: list[str], scenario: str = "token-rejection"
+) -> list[RejectionCase]:
     """Combine every variant with every profile it names a section for."""
     cases = []
     for variant in load_variants().values():
@@ -303,11 +314,11 @@ def rejection_cases(profiles: list[str]) -> list[RejectionCase]:
                 continue
             cases.append(
                 RejectionCase(
-                    scenario="token-rejection",
+                    scenario=scenario,
                     name=variant.id,
                     profile=profile,
-                    expected=variant.expected,
-                    requirement=variant.requirement,
+                    expected=variant.expected_for(profile),
+                    requirement=variant.requirement_for(profile),
                     section=variant.section(profile),
                     summary=variant.summary,
                     token_variant=variant,
@@ -320,6 +331,8 @@ def cases_for(scenario: str, profiles: list[str]) -> list[Case]:
     """Return the cases of ``scenario`` for the given profiles."""
     if scenario == "token-rejection":
         return list(rejection_cases(profiles))
+    if scenario == "compliance":
+        return list(rejection_cases(profiles, "compliance"))
     if scenario == "tpc":
         from testbed.tpc import tpc_cases
 

@@ -399,8 +399,8 @@ def _catalog() -> dict[str, Any]:
                 "name": impl.name,
                 "version": impl.version,
                 "role": impl.role.value,
-                "image": impl.image.repository,
-                "suite": impl.image.suite,
+                "image": impl.image.repository if impl.image else "in-process",
+                "suite": impl.image.suite if impl.image else "",
                 "aliases": list(impl.aliases),
                 "capabilities": sorted(impl.capabilities),
                 "default": impl.key in DEFAULT_IMPLEMENTATIONS,
@@ -415,10 +415,16 @@ def _catalog() -> dict[str, Any]:
         "variants": [
             {
                 "id": v.id,
+                "category": v.category,
                 "summary": v.summary,
-                "expected": v.expected,
-                "requirement": v.requirement,
-                "sections": v.sections,
+                "profiles": {
+                    profile: {
+                        "expected": v.expected_for(profile),
+                        "requirement": v.requirement_for(profile),
+                        "section": v.section(profile),
+                    }
+                    for profile in v.profiles
+                },
             }
             for v in load_variants().values()
         ],
@@ -469,7 +475,7 @@ def list_command(output_format: str) -> None:
         click.echo(f"  {profile['name']:28} {profile['title']}")
     click.echo("variants:")
     for variant in catalog["variants"]:
-        click.echo(f"  {variant['id']:28} {variant['expected']:7} {variant['summary']}")
+        click.echo(f"  {variant['id']:28} {variant['category']:9} {variant['summary']}")
     click.echo("scenarios:")
     for scenario in catalog["scenarios"]:
         click.echo(f"  {scenario['name']:28} {scenario['summary']}")

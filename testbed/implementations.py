@@ -43,7 +43,8 @@ class Implementation:
     name: str
     version: str
     role: Role
-    image: ImageSpec
+    # None for implementations that run inside the testbed's own process.
+    image: ImageSpec | None
     driver: str
     description: str
     capabilities: frozenset[str] = field(default_factory=frozenset)
@@ -64,6 +65,19 @@ def _xrootd(version: str, suite: str) -> Implementation:
         description=f"XRootD with XrdHttp and the SciTokens plugin, Debian {suite}",
         capabilities=frozenset({"https", "scitokens", "wlcg", "http-tpc"}),
         aliases=(f"xrootd@{suite}",),
+    )
+
+
+def _scitokens_cpp(version: str, suite: str) -> Implementation:
+    return Implementation(
+        name="scitokens-cpp",
+        version=version,
+        role=Role.VALIDATOR,
+        image=ImageSpec("scitokens-cpp", suite=suite),
+        driver="scitokens-cpp",
+        description=f"scitokens-cpp's scitokens-test-access, Debian {suite}",
+        capabilities=frozenset({"scitokens", "wlcg"}),
+        aliases=(f"scitokens-cpp@{suite}",),
     )
 
 
@@ -90,9 +104,22 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
             capabilities=frozenset({"http-tpc"}),
             aliases=("gfal2@bookworm",),
         ),
+        Implementation(
+            name="reference-validator",
+            version=__version__,
+            role=Role.VALIDATOR,
+            image=None,
+            driver="reference-validator",
+            description="the testbed's strict validator, driven by the profile data",
+            capabilities=frozenset({"profiles"}),
+            aliases=("reference-validator",),
+        ),
         _xrootd("5.5.3", "bookworm"),
         _xrootd("5.8.1", "trixie"),
         _xrootd("6.2.0", "sid"),
+        _scitokens_cpp("0.7.3", "bookworm"),
+        _scitokens_cpp("1.1.3", "trixie"),
+        _scitokens_cpp("1.4.1", "sid"),
     )
 }
 

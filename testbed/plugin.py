@@ -78,6 +78,7 @@ class TestbedSession:
         self.config = config
         self.implementations = _option_implementations(config)
         self.profiles = _option_profiles(config)
+        self.profiles_selected = bool(_option_list(config, "testbed_profiles"))
         self.scenarios = _option_list(config, "testbed_scenarios") or list(SCENARIOS)
         resolve_scenarios(self.scenarios)
         output = config.getoption("testbed_output")
@@ -92,6 +93,12 @@ class TestbedSession:
     @property
     def storages(self) -> list[Implementation]:
         return [i for i in self.implementations if i.role is Role.STORAGE]
+
+    @property
+    def validators(self) -> list[Implementation]:
+        """Implementations that judge tokens: validators and storage endpoints."""
+        roles = (Role.VALIDATOR, Role.STORAGE)
+        return [i for i in self.implementations if i.role in roles]
 
     def start_stack(self) -> Any:
         """Start the stack once; later calls return it or raise its start error."""
@@ -163,6 +170,8 @@ class TestbedSession:
                     stack.mark_failed(impl.key, exited)
             elif tool is not None and tool.key == impl.key:
                 entry["version"] = tool.version
+            elif impl.key in stack.in_process:
+                entry["image"] = "in-process"
             elif impl.key not in stack.failures:
                 entry["status"] = "failed"
                 entry["error"] = str(self.startup_error or "the service did not start")
@@ -265,8 +274,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             ids=[f"{a}-to-{b}" for a, b in pairs],
             indirect=True,
         )
+    if "validator" in metafunc.fixturenames:
+        keys = [impl.key for impl in session.validators]
+        metafunc.parametrize("validator", keys, ids=keys)
     if "case" in metafunc.fixturenames:
-        cases = cases_for(scenario, session.profiles)
+        profiles = session.profiles
+        if SCENARIOS[scenario].profiles == "all" and not session.profiles_selected:
+            profiles = list(load_profiles())
+        cases = cases_for(scenario, profiles)
         metafunc.parametrize("case", cases, ids=[case.id for case in cases])
 
 
@@ -301,7 +316,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     issuers = [i for i in session.implementations if i.role is Role.ISSUER]
     if issuers:
         participants["issuer"] = issuers[0].key
-    for role in ("storage", "source", "destination"):
+    for role in ("storage", "source", "destination", "validator"):
         if role in callspec.params:
             participants[role] = callspec.params[role]
     client = getattr(case, "driver", None)

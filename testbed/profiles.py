@@ -1,19 +1,28 @@
 """Token profiles as data: one TOML file per profile under ``testbed/data/profiles``.
 
-A profile file has these tables (unknown tables or keys are rejected):
+A profile file has these tables; unknown tables or keys are rejected, and fields
+marked optional may be left out:
 
 - top level: ``name`` (the profile's id, equal to the file's stem), ``title``,
-  ``specification`` (a URL).
+  ``specification`` (a URL); optional ``status`` (``published`` or ``draft``) and
+  ``extends`` (the name of a profile whose tables this file starts from; its own
+  tables replace the parent's field by field).
 - ``[header]``: ``algorithms`` (accepted JWS algorithms), ``default_algorithm``,
   ``required`` (header fields a token must carry), ``fields`` (fixed header fields
-  the issuer writes, for example ``typ``).
+  the issuer writes, for example ``typ``); optional ``typ`` (the accepted ``typ``
+  values; when set, a token without one of them is invalid).
 - ``[claims]``: ``required`` (claim names), ``fixed`` (claims with a fixed value,
-  such as the version claim), ``version_claim``.
+  such as the version claim); optional ``version_claim``, ``accepted_versions``
+  (a regular expression that the version claim must match; by default only the
+  fixed value) and ``known`` (when set, every claim is critical and a token with
+  a claim outside this list is invalid).
 - ``[lifetime]``: ``default`` and ``maximum`` in seconds, ``expiry_leeway`` in
   seconds (how long past ``exp`` a resource server should still accept a token).
-- ``[audience]``: ``any`` (the audience value that means every relying party).
+- ``[audience]``: optional ``any`` (the audience value that means every relying
+  party) and ``required`` (default true).
 - ``[scopes]``: ``read``, ``create``, ``modify`` (the scope names for those storage
-  operations), optionally ``stage``, and ``path_required``.
+  operations) and ``path_required``; optional ``stage``, ``poll`` and
+  ``stage_implies_read``.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ PROFILES_DIR = Path(__file__).parent / "data" / "profiles"
 # The reference issuer holds RS256 and ES256 keys; profiles may name only these.
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "ES256"})
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+# Audience of tokens requested without one, for profiles with no any-audience.
+NO_AUDIENCE = "urn:testbed:no-audience-requested"
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "": {"name": str, "title": str, "specification": str},
@@ -47,13 +58,20 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "required": list,
         "fields": dict,
     },
-    "claims": {"required": list, "fixed": dict, "version_claim": str},
+    "claims": {"required": list, "fixed": dict},
     "lifetime": {"default": int, "maximum": int, "expiry_leeway": int},
-    "audience": {"any": str},
+    "audience": {},
     "scopes": {"read": str, "create": str, "modify": str, "path_required": bool},
 }
 # Fields that a profile may leave out.
-_OPTIONAL: dict[str, dict[str, type]] = {"scopes": {"stage": str}}
+_OPTIONAL: dict[str, dict[str, type]] = {
+    "": {"status": str, "extends": str},
+    "header": {"typ": list},
+    "claims": {"version_claim": str, "accepted_versions": str, "known": list},
+    "audience": {"any": str, "required": bool},
+    "scopes": {"stage": str, "poll": str, "stage_implies_read": bool},
+}
+STATUSES = ("published", "draft")
 
 
 @dataclass(frozen=True)
@@ -70,12 +88,19 @@ class Profile:
     required_claims: tuple[str, ...]
     fixed_claims: dict[str, Any]
     version_claim: str
+    accepted_versions: re.Pattern[str] | None
+    # When set, every claim is critical: a claim outside this list is invalid.
+    known_claims: tuple[str, ...]
+    typ_values: tuple[str, ...]
+    status: str
     default_lifetime: int
     maximum_lifetime: int
     expiry_leeway: int
     any_audience: str
+    audience_required: bool
     scope_names: dict[str, str]
     path_required: bool
+    stage_implies_read: bool
     source: Path
 
     def scope(self, operation: str, path: str) -> str:
@@ -111,8 +136,20 @@ class Profile:
             "jti": str(uuid.uuid4()),
             "scope": scope,
         }
+        if "client_id" in self.required_claims:
+            claims["client_id"] = "testbed-client"
         claims.update(self.fixed_claims)
         return claims
+
+    def version_supported(self, value: Any) -> bool:
+        """Tell whether a version claim value is one that this profile accepts."""
+        if not self.version_claim:
+            return True
+        if not isinstance(value, str):
+            return False
+        if self.accepted_versions is not None:
+            return self.accepted_versions.fullmatch(value) is not None
+        return value == self.fixed_claims.get(self.version_claim)
 
     def issuer_settings(self) -> dict[str, Any]:
         """Return the profile section of the reference issuer's configuration."""
@@ -121,7 +158,7 @@ class Profile:
             "claims": dict(self.fixed_claims),
             "lifetime": self.default_lifetime,
             "max_lifetime": self.maximum_lifetime,
-            "default_audience": self.any_audience,
+            "default_audience": self.any_audience or NO_AUDIENCE,
             "alg": self.default_algorithm,
         }
 
@@ -132,7 +169,7 @@ def _fail(path: Path, field: str, problem: str, fix: str) -> ConfigurationError:
 
 def _check_tables(path: Path, data: dict[str, Any]) -> None:
     for key in data:
-        if key not in _SCHEMA and key not in _SCHEMA[""]:
+        if key not in _SCHEMA and key not in _SCHEMA[""] and key not in _OPTIONAL[""]:
             valid = ", ".join(sorted(k for k in _SCHEMA if k))
             raise _fail(path, key, "is not a known table", f"use one of: {valid}")
     for table, fields in _SCHEMA.items():
@@ -172,17 +209,49 @@ def _check_tables(path: Path, data: dict[str, Any]) -> None:
                     )
 
 
-def load_profile(path: Path) -> Profile:
-    """Load and validate one profile file."""
+def _read(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: invalid TOML: {exc}") from exc
     except OSError as exc:
         raise ConfigurationError(
             f"{path}: cannot read the profile file: {exc}"
         ) from exc
+    return data
 
+
+def _merged(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Return the file's data with the tables of the profile it extends."""
+    data = _read(path)
+    parent_name = data.get("extends")
+    if parent_name is None:
+        return data
+    if not isinstance(parent_name, str):
+        raise _fail(path, "extends", "must be a profile name", f"got {parent_name!r}")
+    parent_path = path.with_name(f"{parent_name}.toml")
+    if not parent_path.is_file():
+        raise _fail(
+            path,
+            "extends",
+            f"names profile {parent_name!r}, which has no file {parent_path.name}",
+            "name an existing profile",
+        )
+    if parent_path in (*seen, path):
+        raise _fail(path, "extends", "forms a cycle", "remove one of the references")
+    merged = _merged(parent_path, (*seen, path))
+    merged.pop("status", None)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_profile(path: Path) -> Profile:
+    """Load and validate one profile file, with the profile it extends."""
+    data = _merged(path)
     _check_tables(path, data)
     if data["name"] != path.stem:
         raise _fail(
@@ -192,6 +261,7 @@ def load_profile(path: Path) -> Profile:
             "make them equal",
         )
     header, claims, lifetime = data["header"], data["claims"], data["lifetime"]
+    audience, scopes = data["audience"], data["scopes"]
     if not _NAME.match(data["name"]):
         raise _fail(
             path,
@@ -199,10 +269,14 @@ def load_profile(path: Path) -> Profile:
             "must be lower-case letters, digits, dots and dashes",
             f"got {data['name']!r}",
         )
+    status = data.get("status", "published")
+    if status not in STATUSES:
+        raise _fail(path, "status", f"is {status!r}", f"use one of {STATUSES}")
     for label, values in (
         ("header.algorithms", header["algorithms"]),
         ("header.required", header["required"]),
         ("claims.required", claims["required"]),
+        ("header.typ", header.get("typ", ["-"])),
     ):
         if not values or not all(isinstance(v, str) and v for v in values):
             raise _fail(path, label, "must be a non-empty list of strings", "")
@@ -231,9 +305,38 @@ def load_profile(path: Path) -> Profile:
             "must be positive and at most lifetime.maximum",
             "",
         )
-    if claims["version_claim"] not in claims["fixed"]:
+    version_claim = claims.get("version_claim", "")
+    if version_claim and version_claim not in claims["fixed"]:
         raise _fail(
             path, "claims.version_claim", "has no value in claims.fixed", "add it"
+        )
+    accepted = None
+    if "accepted_versions" in claims:
+        try:
+            accepted = re.compile(claims["accepted_versions"])
+        except re.error as exc:
+            raise _fail(
+                path,
+                "claims.accepted_versions",
+                f"is not a regular expression ({exc})",
+                "",
+            ) from exc
+        if version_claim and not accepted.fullmatch(
+            str(claims["fixed"][version_claim])
+        ):
+            raise _fail(
+                path,
+                "claims.accepted_versions",
+                "does not match the profile's own version",
+                "widen the expression",
+            )
+    typ_values = tuple(header.get("typ", ()))
+    if typ_values and header["fields"].get("typ") not in typ_values:
+        raise _fail(
+            path,
+            "header.fields.typ",
+            f"must be one of header.typ {list(typ_values)}",
+            "set the typ that the issuer writes",
         )
 
     return Profile(
@@ -246,17 +349,23 @@ def load_profile(path: Path) -> Profile:
         header_fields=dict(header["fields"]),
         required_claims=tuple(claims["required"]),
         fixed_claims=dict(claims["fixed"]),
-        version_claim=claims["version_claim"],
+        version_claim=version_claim,
+        accepted_versions=accepted,
+        known_claims=tuple(claims.get("known", ())),
+        typ_values=typ_values,
+        status=status,
         default_lifetime=lifetime["default"],
         maximum_lifetime=lifetime["maximum"],
         expiry_leeway=lifetime["expiry_leeway"],
-        any_audience=data["audience"]["any"],
+        any_audience=audience.get("any", ""),
+        audience_required=audience.get("required", True),
         scope_names={
-            op: data["scopes"][op]
-            for op in ("read", "create", "modify", "stage")
-            if op in data["scopes"]
+            op: scopes[op]
+            for op in ("read", "create", "modify", "stage", "poll")
+            if op in scopes
         },
-        path_required=data["scopes"]["path_required"],
+        path_required=scopes["path_required"],
+        stage_implies_read=scopes.get("stage_implies_read", False),
         source=path,
     )
 

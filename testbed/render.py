@@ -97,6 +97,29 @@ def _column_key(cell: dict[str, Any]) -> str:
     return _column(cell)
 
 
+def disagreement_table(
+    document: dict[str, Any], scenario: str = "compliance"
+) -> tuple[list[str], list[list[str]]]:
+    """List the variants on which validators reach different verdicts."""
+    by_case: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    expected: dict[tuple[str, str], str] = {}
+    for cell in document["cells"]:
+        if cell["scenario"] != scenario or cell["observed"] is None:
+            continue
+        key = (cell["profile"], cell["case"])
+        by_case[key][_column(cell)] = cell["observed"]
+        expected[key] = f"{cell['expected']} ({cell['requirement']})"
+    columns = sorted({column for verdicts in by_case.values() for column in verdicts})
+    headers = ["profile", "variant", "expected", *columns]
+    body = [
+        [profile, case, expected[(profile, case)]]
+        + [verdicts.get(column, "") for column in columns]
+        for (profile, case), verdicts in sorted(by_case.items())
+        if len(set(verdicts.values())) > 1
+    ]
+    return headers, body
+
+
 def summary_table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Count outcomes per matrix column."""
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -138,6 +161,12 @@ def render_terminal(document: dict[str, Any]) -> str:
     for title, headers, body in pair_tables(document):
         parts.append(
             f"\n{title}\n" + tabulate(body, headers=headers, tablefmt="simple")
+        )
+    headers, body = disagreement_table(document)
+    if body:
+        parts.append(
+            f"\ndisagreements: {len(body)} variants on which validators differ\n"
+            + tabulate(body, headers=headers, tablefmt="simple")
         )
     headers, body = summary_table(document)
     parts.append("\nsummary\n" + tabulate(body, headers=headers, tablefmt="simple"))
@@ -194,6 +223,16 @@ def render_markdown(document: dict[str, Any]) -> str:
     for title, headers, body in pair_tables(document):
         lines += [
             f"## {title}",
+            "",
+            tabulate(body, headers=headers, tablefmt="github"),
+            "",
+        ]
+    headers, body = disagreement_table(document)
+    if body:
+        lines += [
+            "## Disagreements",
+            "",
+            f"{len(body)} variants on which the validators reach different verdicts.",
             "",
             tabulate(body, headers=headers, tablefmt="github"),
             "",

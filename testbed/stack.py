@@ -136,6 +136,8 @@ class Stack:
     images: dict[str, str] = field(default_factory=dict)
     issuer: IssuerClient | None = None
     clients: dict[str, ClientTool] = field(default_factory=dict)
+    in_process: dict[str, Implementation] = field(default_factory=dict)
+    _validators: dict[str, Any] = field(default_factory=dict)
     _containers: list[ServiceContainer] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -159,6 +161,25 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def implementation(self, key: str) -> Implementation:
+        """Return the implementation ``key`` of this stack."""
+        for impl in self.implementations:
+            if impl.key == key:
+                return impl
+        raise ConfigurationError(f"{key} is not part of this stack")
+
+    def reference_validator(self, key: str) -> Any:
+        """Return the in-process reference validator, trusting this stack's issuer."""
+        if key not in self.in_process:
+            raise ConfigurationError(f"{key} is not part of this stack")
+        if key not in self._validators:
+            from testbed.validators.reference import ReferenceValidator
+
+            self._validators[key] = ReferenceValidator(
+                key, self.run.ca_file, [self.run.issuer_url]
+            )
+        return self._validators[key]
 
     def health_problem(self, key: str) -> str | None:
         """Return why service ``key`` is unusable, or None when it answers."""
@@ -217,11 +238,15 @@ class Stack:
             {
                 impl.key: partial(builder.build, impl.image)
                 for impl in self.implementations
+                if impl.image is not None
             },
             limit=2,
             name="build",
         )
         for impl in self.implementations:
+            if impl.image is None:
+                self.in_process[impl.key] = impl
+                continue
             outcome = builds[impl.key]
             if isinstance(outcome, TestbedError):
                 self._fail(impl, outcome)
@@ -232,7 +257,11 @@ class Stack:
 
         self._register_clients()
         ca = self.run.ca()
-        services = [i for i in self.implementations if i.role is not Role.CLIENT]
+        services = [
+            i
+            for i in self.implementations
+            if i.role is not Role.CLIENT and i.image is not None
+        ]
         drivers = {impl.key: _driver(impl) for impl in services}
         prepared: dict[str, tuple[ServiceContainer, dict[str, Any]]] = {}
         for impl in services:
@@ -396,6 +425,8 @@ class Stack:
 
     def stop(self) -> None:
         """Stop every container of the stack and close the HTTP clients."""
+        for validator in self._validators.values():
+            validator.close()
         for service in self.services.values():
             service.http.close()
         if self.issuer is not None:

@@ -232,12 +232,15 @@ def perform(
     request_path: str | None = None,
     rename_to: str | None = None,
     reject_statuses: tuple[int, ...] = REJECT_STATUSES,
+    closed_is_reject: bool = False,
 ) -> Observation:
     """Run ``operation`` on ``target`` with ``token`` and judge the result.
 
     ``request_path`` replaces the target's path in the request line, unchanged
     (for ``..`` and percent-encoding cases). ``rename_to`` is the destination of a
-    rename. ``reject_statuses`` are the statuses that count as ``reject``.
+    rename. ``reject_statuses`` are the statuses that count as ``reject``. With
+    ``closed_is_reject``, a server that closes the connection without a response
+    rejects, as servers do with oversized requests.
     """
     url = admin.url(target)
     new_content = f"testbed upload {secrets.token_hex(8)}\n".encode()
@@ -258,9 +261,19 @@ def perform(
     raw_target = None
     if request_path is not None:
         raw_target = admin.raw_path(request_path)
-    response, request_evidence = _request(
-        service.http, method, url, token, body, headers, raw_target
-    )
+    try:
+        response, request_evidence = _request(
+            service.http, method, url, token, body, headers, raw_target
+        )
+    except RequestError as exc:
+        if not (
+            closed_is_reject and isinstance(exc.__cause__, httpx.RemoteProtocolError)
+        ):
+            raise
+        reason = "the server closed the connection without a response"
+        return Observation(
+            Verdict.REJECT, 0, reason, {"response": {"status": None, "body": reason}}
+        )
     status = response.status_code
     evidence: dict[str, Any] = {
         "request": request_evidence,
