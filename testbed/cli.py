@@ -481,6 +481,100 @@ def list_command(output_format: str) -> None:
         click.echo(f"  {scenario['name']:28} {scenario['summary']}")
 
 
+@cli.command()
+@click.option("--implementation", "-i", required=True, help="name@version to ask")
+@click.option("--token-file", type=click.Path(path_type=Path), help="a compact JWT")
+@click.option(
+    "--header-file", type=click.Path(path_type=Path), help="JSON header to sign"
+)
+@click.option(
+    "--claims-file", type=click.Path(path_type=Path), help="JSON claims to sign"
+)
+@click.option(
+    "--key",
+    type=click.Choice(["rs256", "es256", "unpublished"]),
+    default="rs256",
+    show_default=True,
+    help="issuer key that signs the header and claims",
+)
+@click.option(
+    "--signature",
+    type=click.Choice(["valid", "corrupt", "none"]),
+    default="valid",
+    show_default=True,
+)
+@click.option("--profile", default="wlcg-1.0", show_default=True, help="token profile")
+@click.option(
+    "--operation",
+    type=click.Choice(["read", "create", "modify"]),
+    default="read",
+    show_default=True,
+)
+@click.option("--path", default="/probe/file", show_default=True, help="path checked")
+@click.option("--audience", help="audience the check expects; default: the validator's")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@_guard
+def probe(
+    implementation: str,
+    token_file: Path | None,
+    header_file: Path | None,
+    claims_file: Path | None,
+    key: str,
+    signature: str,
+    profile: str,
+    operation: str,
+    path: str,
+    audience: str | None,
+    output_format: str,
+) -> None:
+    """Send one token to one implementation and print its verdict.
+
+    Give --token-file, or --claims-file (and optionally --header-file) for the
+    reference issuer to sign. Times in claims may be written now+N or now-N.
+    """
+    from testbed.probe import (
+        ProbeRequest,
+        load_json_object,
+        load_token,
+        render_probe,
+        run_probe,
+    )
+
+    if (token_file is None) == (claims_file is None):
+        raise UsageError("give exactly one of --token-file and --claims-file")
+    if header_file is not None and claims_file is None:
+        raise UsageError("--header-file needs --claims-file")
+    if not path.startswith("/"):
+        raise UsageError(f"--path must be absolute, got {path!r}")
+    request = ProbeRequest(
+        implementation=implementation,
+        profile=profile,
+        operation=operation,
+        path=path,
+        token=load_token(token_file) if token_file else None,
+        header=load_json_object(header_file, "header") if header_file else None,
+        claims=load_json_object(claims_file, "claims") if claims_file else None,
+        key=key,
+        signature=signature,
+        audience=audience,
+    )
+    get_profile(profile)
+    _setup_logging(False)
+    logging.getLogger("testbed").setLevel(logging.WARNING)
+    _InterruptFlag()
+    result = run_probe(request)
+    if output_format == "json":
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(render_probe(result))
+
+
 def main() -> None:
     """Entry point of the console script."""
     cli(prog_name="testbed")

@@ -338,3 +338,45 @@ def test_unreachable_docker_host_is_reported(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "DOCKER_HOST" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_probe_reports_verdicts(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    claims = tmp_path / "claims.json"
+    claims.write_text(
+        json.dumps(
+            {
+                "sub": "probe",
+                "scope": "storage.read:/probe",
+                "wlcg.ver": "1.0",
+                "iat": "now",
+                "nbf": "now",
+                "exp": "now+600",
+                "jti": "probe-1",
+            }
+        )
+    )
+    good = _run_cli(
+        "probe", "-i", "xrootd@5.5.3", "--claims-file", str(claims), "--format", "json"
+    )
+    bad = _run_cli(
+        "probe", "-i", "xrootd@5.5.3", "--claims-file", str(claims),
+        "--signature", "corrupt", "--format", "json",
+    )  # fmt: skip
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert bad.returncode == 0, bad.stderr[-2000:]
+    accepted, rejected = json.loads(good.stdout), json.loads(bad.stdout)
+    assert accepted["verdict"] == "accept"
+    assert accepted["status"] == 200
+    assert rejected["verdict"] == "reject"
+    assert rejected["status"] == 403
+    assert WHOLE_TOKEN.search(good.stdout) is None
+
+
+def test_probe_rejects_non_jwt(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("not-a-jwt")
+    result = _run_cli("probe", "-i", "xrootd@5.5.3", "--token-file", str(token))
+    assert result.returncode == 2
+    assert "does not hold a JWT" in result.stderr

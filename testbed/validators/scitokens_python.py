@@ -119,6 +119,8 @@ def wlcg_version_pattern_for(profile_name: str) -> str | None:
 
 def redact(text: str, token: str) -> str:
     """Replace the token and its signature in ``text`` with ``<token>``."""
+    if not token:
+        return text
     text = text.replace(token, "<token>")
     signature = token.rpartition(".")[2]
     if len(signature) >= 16:
