@@ -34,6 +34,8 @@ class Scenario:
     # "default" runs the default profiles unless others are selected; "all" runs
     # every profile.
     profiles: str = "default"
+    # Whether a run without --scenarios includes this scenario.
+    default: bool = True
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -56,6 +58,7 @@ SCENARIOS: dict[str, Scenario] = {
             "every token variant judged by every validator, per profile",
             "download",
             profiles="all",
+            default=False,
         ),
         Scenario(
             "tpc",

@@ -159,10 +159,10 @@ def run(
     from testbed.results import load_results
 
     impls = _selected_implementations(implementations)
-    if not any(impl.role is Role.STORAGE for impl in impls):
+    if not any(impl.role in (Role.STORAGE, Role.VALIDATOR) for impl in impls):
         raise UsageError(
-            "the selection has no storage implementation; add one, for example "
-            "-i xrootd@5.5.3 (see 'testbed list')"
+            "the selection has no storage or validator implementation; add one, "
+            "for example -i xrootd@5.5.3 (see 'testbed list')"
         )
     profile_names = _nonempty(profiles, "--profiles")
     scenario_names = _nonempty(scenarios, "--scenarios")

@@ -81,6 +81,23 @@ def _scitokens_cpp(version: str, suite: str) -> Implementation:
     )
 
 
+def _scitokens_python(version: str) -> Implementation:
+    return Implementation(
+        name="scitokens-python",
+        version=version,
+        role=Role.VALIDATOR,
+        image=ImageSpec(
+            "scitokens-python",
+            suite="bookworm",
+            requirements=f"requirements-{version}.txt",
+            build_args={"SCITOKENS_VERSION": version},
+        ),
+        driver="scitokens-python",
+        description=f"scitokens Python library {version} (PyPI), Enforcer.test",
+        capabilities=frozenset({"scitokens", "wlcg"}),
+    )
+
+
 IMPLEMENTATIONS: dict[str, Implementation] = {
     impl.key: impl
     for impl in (
@@ -120,6 +137,8 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
         _scitokens_cpp("0.7.3", "bookworm"),
         _scitokens_cpp("1.1.3", "trixie"),
         _scitokens_cpp("1.4.1", "sid"),
+        _scitokens_python("1.9.7"),
+        _scitokens_python("1.8.1"),
     )
 }
 
@@ -129,6 +148,12 @@ DEFAULT_IMPLEMENTATIONS: tuple[str, ...] = (
     "xrootd@5.8.1",
     "xrootd@6.2.0",
     "gfal2@2.21.3",
+    f"reference-validator@{__version__}",
+    "scitokens-cpp@0.7.3",
+    "scitokens-cpp@1.1.3",
+    "scitokens-cpp@1.4.1",
+    "scitokens-python@1.9.7",
+    "scitokens-python@1.8.1",
 )
 
 

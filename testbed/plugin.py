@@ -79,8 +79,11 @@ class TestbedSession:
         self.implementations = _option_implementations(config)
         self.profiles = _option_profiles(config)
         self.profiles_selected = bool(_option_list(config, "testbed_profiles"))
-        self.scenarios = _option_list(config, "testbed_scenarios") or list(SCENARIOS)
+        self.scenarios = _option_list(config, "testbed_scenarios") or [
+            name for name, scenario in SCENARIOS.items() if scenario.default
+        ]
         resolve_scenarios(self.scenarios)
+        self.implementations = _needed(self.implementations, self.scenarios)
         output = config.getoption("testbed_output")
         self.output = Path(output) if output else None
         self.record = RunRecord(run_id=new_run_id())
@@ -181,6 +184,18 @@ class TestbedSession:
             self.record.implementations.append(entry)
 
 
+def _needed(
+    implementations: list[Implementation], scenarios: list[str]
+) -> list[Implementation]:
+    """Leave out validators and clients that no selected scenario uses."""
+    roles = {Role.ISSUER, Role.STORAGE}
+    if "compliance" in scenarios:
+        roles.add(Role.VALIDATOR)
+    if "tpc" in scenarios:
+        roles.add(Role.CLIENT)
+    return [impl for impl in implementations if impl.role in roles]
+
+
 def _option_list(config: pytest.Config, name: str) -> list[str]:
     values = config.getoption(name) or []
     if isinstance(values, str):
@@ -229,7 +244,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--testbed-scenarios",
         action="append",
-        help="comma-separated scenarios; default: all",
+        help="comma-separated scenarios; default: all but compliance",
     )
     group.addoption(
         "--testbed-output",

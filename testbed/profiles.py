@@ -164,7 +164,8 @@ class Profile:
 
 
 def _fail(path: Path, field: str, problem: str, fix: str) -> ConfigurationError:
-    return ConfigurationError(f"{path}: field {field!r} {problem}; {fix}")
+    message = f"{path}: field {field!r} {problem}"
+    return ConfigurationError(f"{message}; {fix}" if fix else message)
 
 
 def _check_tables(path: Path, data: dict[str, Any]) -> None:

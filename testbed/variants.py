@@ -84,6 +84,7 @@ PLACEHOLDERS = (
     "audience",
     "issuer_upper",
     "audience_upper",
+    "read_upper",
     "any_audience",
     "read",
     "create",
@@ -218,6 +219,8 @@ def _check(path: Path, index: int, entry: dict[str, Any], known: set[str]) -> Va
             )
 
     profiles = tuple(entry.get("profiles", sorted(known)))
+    if not profiles:
+        raise ConfigurationError(f"{label}: profiles is empty; name at least one")
     for profile in profiles:
         if profile not in known:
             raise ConfigurationError(
@@ -375,6 +378,7 @@ def mint_variant(
         "audience": audience,
         "issuer_upper": issuer.issuer_url.upper(),
         "audience_upper": audience.upper(),
+        "read_upper": profile.scope_names["read"].upper(),
         **{op: name for op, name in profile.scope_names.items()},
     }
     if profile.any_audience:

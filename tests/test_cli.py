@@ -302,7 +302,7 @@ def test_run_empty_implementation_list(no_docker: Path, tmp_path: Path) -> None:
 def test_run_without_storage(no_docker: Path, tmp_path: Path) -> None:
     result = invoke("run", "-i", "reference-issuer", "-o", str(tmp_path / "out"))
     assert result.exit_code == 2
-    assert "no storage implementation" in result.stderr
+    assert "no storage or validator" in result.stderr
 
 
 def test_prepare_output_rejects_a_file(tmp_path: Path) -> None:
