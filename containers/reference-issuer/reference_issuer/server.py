@@ -39,6 +39,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     """Routes HTTPS requests to the Issuer and logs one line per request."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm each
+    # kept-alive response would wait for the client's delayed ACK (about 40 ms).
+    disable_nagle_algorithm = True
     server_version = "testbed-reference-issuer"
     timeout = CONNECTION_TIMEOUT
     server: IssuerHTTPServer
