@@ -575,6 +575,91 @@ def probe(
         click.echo(render_probe(result))
 
 
+@cli.command()
+@click.option(
+    "--issuer",
+    help="https URL of the issuer to check; default: start the reference issuer",
+)
+@click.option("--client-id", help="client id at --issuer (client-credentials grant)")
+@click.option(
+    "--client-secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="file whose first line is the client secret of --client-id",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM file of the CA of --issuer; default: the system trust store",
+)
+@click.option("--profile", required=True, help="token profile, see 'testbed list'")
+@click.option(
+    "--scope", help="scope to request; default: the profile's read scope on /"
+)
+@click.option(
+    "--audience",
+    help="audience to request; default: https://conformance.testbed.example",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--verbose", "-v", is_flag=True, help="log every request")
+@_guard
+def conformance(
+    issuer: str | None,
+    client_id: str | None,
+    client_secret_file: Path | None,
+    ca_file: Path | None,
+    profile: str,
+    scope: str | None,
+    audience: str | None,
+    output_format: str,
+    verbose: bool,
+) -> None:
+    """Check an issuer's metadata, JWKS and tokens against a profile.
+
+    Prints one PASS, FAIL or WARN line per rule with its specification section.
+    Exits 0 when no check failed, 1 when one failed and 2 on a usage error.
+    """
+    from testbed import conformance as checks
+
+    profile_data = get_profile(profile)
+    _setup_logging(verbose)
+    if issuer is None:
+        issuer_options = [
+            option
+            for option, value in (
+                ("--client-id", client_id),
+                ("--client-secret-file", client_secret_file),
+                ("--ca-file", ca_file),
+            )
+            if value is not None
+        ]
+        if issuer_options:
+            raise UsageError(f"{', '.join(issuer_options)} needs --issuer")
+        _InterruptFlag()
+        report = checks.check_reference_issuer(profile_data, scope, audience)
+    else:
+        checks.validate_issuer_url(issuer)
+        if client_id is None or client_secret_file is None:
+            raise UsageError("--issuer needs --client-id and --client-secret-file")
+        if ca_file is not None and not ca_file.is_file():
+            raise UsageError(f"CA file {ca_file} not found; give a PEM file")
+        credentials = checks.ClientCredentials(
+            client_id, checks.load_client_secret(client_secret_file)
+        )
+        with checks.open_client(ca_file) as http:
+            report = checks.check_issuer(
+                http, issuer, credentials, profile_data, scope, audience
+            )
+    click.echo(checks.render_report(report, output_format))
+    if report.failed:
+        sys.exit(1)
+
+
 def main() -> None:
     """Entry point of the console script."""
     cli(prog_name="testbed")
