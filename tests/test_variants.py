@@ -928,7 +928,7 @@ def test_mint_remove_claims(tmp_path: Path) -> None:
             "scope-sibling-prefix",
             "wlcg-1.0",
             "scope",
-            f"storage.read:{SCOPE_DIR}-other",
+            f"storage.read:{SCOPE_DIR}/fi",
         ),
         ("stage-scope-reads", "wlcg-1.3", "scope", f"storage.stage:{SCOPE_DIR}"),
         ("poll-scope-reads", "wlcg-2.0-draft", "scope", f"storage.poll:{SCOPE_DIR}"),
