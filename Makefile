@@ -6,7 +6,7 @@ VENV ?= .venv
 OUT ?= out
 BIN := $(VENV)/bin
 
-.PHONY: all venv docker run test test-fast lint down clean
+.PHONY: all venv docker run compliance test test-fast lint down clean
 
 all: test
 
@@ -24,6 +24,10 @@ docker:
 # The main job: the default matrix, results in $(OUT)/.
 run: venv docker
 	$(BIN)/testbed run --output $(OUT)
+
+# Every token variant against every validator, results in $(OUT)/compliance/.
+compliance: venv docker
+	$(BIN)/testbed run --scenarios compliance --output $(OUT)/compliance
 
 # The whole test suite: fast tests and the tests against the real Docker engine.
 test: venv docker

@@ -271,9 +271,11 @@ def perform(
         ):
             raise
         reason = "the server closed the connection without a response"
-        return Observation(
-            Verdict.REJECT, 0, reason, {"response": {"status": None, "body": reason}}
-        )
+        closed = {
+            "request": {"method": method, "url": url},
+            "response": {"status": None, "body": reason},
+        }
+        return Observation(Verdict.REJECT, 0, reason, closed)
     status = response.status_code
     evidence: dict[str, Any] = {
         "request": request_evidence,

@@ -117,7 +117,9 @@ def test_results_carry_evidence_without_signatures(
     document = json.loads(text)
     for cell in document["cells"]:
         assert cell["section"]
-        assert cell["evidence"]["response"]["status"] in range(200, 600)
+        status = cell["evidence"]["response"]["status"]
+        closed = "closed the connection" in cell["reason"]
+        assert (status is None and closed) or status in range(200, 600), cell["id"]
         assert cell["evidence"]["request"]["url"].startswith("https://localhost:")
     implementations = {impl["key"]: impl for impl in document["implementations"]}
     assert implementations["xrootd@5.5.3"]["version"] == "5.5.3"
