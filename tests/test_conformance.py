@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -39,7 +39,7 @@ from testbed.conformance import (
     render_report,
     validate_issuer_url,
 )
-from testbed.errors import DockerUnavailableError, UsageError
+from testbed.errors import UsageError
 from testbed.profiles import get_profile
 
 ISSUER = "https://issuer.test"
@@ -937,18 +937,6 @@ def test_cli_unreachable_loopback_issuer(secret_file: Path) -> None:
 
 
 # --- against the real reference issuer -------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = engine.connect()
-    except DockerUnavailableError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a Docker engine: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
-    yield client
-    client.close()
 
 
 @pytest.mark.docker

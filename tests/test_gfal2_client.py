@@ -28,7 +28,7 @@ from testbed.clients.gfal2 import (
     run_gfal_copy,
     to_copy_result,
 )
-from testbed.errors import DockerUnavailableError, UsageError
+from testbed.errors import UsageError
 from testbed.images import ImageBuilder, ImageSpec
 from testbed.implementations import Implementation, Role, resolve_implementations
 from testbed.run_context import RunContext
@@ -159,18 +159,6 @@ def test_copy_result_without_copy_request() -> None:
 
 
 # Tests against the real engine: gfal2 image, issuer and two XRootD versions.
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = engine.connect()
-    except DockerUnavailableError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a Docker engine: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ other tests replace ``docker exec`` with a stub.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import time
@@ -24,8 +23,7 @@ import docker
 import docker.errors
 import pytest
 
-from testbed import engine
-from testbed.errors import ConfigurationError, DockerUnavailableError, RequestError
+from testbed.errors import ConfigurationError, RequestError
 from testbed.images import ImageSpec
 from testbed.implementations import Implementation, Role, resolve_implementations
 from testbed.profiles import get_profile
@@ -229,18 +227,6 @@ def test_stub_message_redacted_and_trimmed(tmp_path: Path) -> None:
 
 
 # Tests against the real images.
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = engine.connect()
-    except DockerUnavailableError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a Docker engine: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

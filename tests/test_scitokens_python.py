@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import re
 import stat
 import time
@@ -27,8 +26,7 @@ import docker
 import docker.errors
 import pytest
 
-from testbed import engine
-from testbed.errors import ConfigurationError, DockerUnavailableError, RequestError
+from testbed.errors import ConfigurationError, RequestError
 from testbed.images import ImageSpec
 from testbed.implementations import Implementation, Role, resolve_implementations
 from testbed.profiles import get_profile
@@ -300,18 +298,6 @@ def test_script_log_filter_redacts_token() -> None:
 
 
 # Tests against the real engine: the reference issuer and both library versions.
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = engine.connect()
-    except DockerUnavailableError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a Docker engine: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import docker.errors
 import pytest
 
 from testbed import engine
-from testbed.errors import DockerUnavailableError, ImageBuildError, ServiceStartError
+from testbed.errors import ImageBuildError, ServiceStartError
 from testbed.httpclient import make_client
 from testbed.images import ImageBuilder, ImageSpec
 from testbed.implementations import resolve_implementations
@@ -42,18 +42,6 @@ RUN_TIMEOUT = 900
 # A compact JWS with a non-empty signature: evidence must never contain one.
 WHOLE_TOKEN = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]{16,}")
 DEFAULT_STACK = ["reference-issuer", "xrootd@5.5.3"]
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = engine.connect()
-    except DockerUnavailableError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a Docker engine: {exc}")
-        pytest.skip(f"no Docker engine: {exc}")
-    yield client
-    client.close()
 
 
 def _containers_of_pid(client: docker.DockerClient, pid: int) -> list[Any]:
