@@ -76,7 +76,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 @dataclass(frozen=True)
 class Case:
-    """What every case states: its id, profile, expected verdict and source."""
+    """The fields every case has: id, profile, expected verdict and its source."""
 
     scenario: str
     name: str
@@ -237,7 +237,7 @@ STORAGE_CASES: tuple[StorageCase, ...] = (
           "a/b/new-dir", "reject", "MKCOL below missing directories must not create "
           "them", section=f"{WLCG_SCOPE}: the server MUST NOT automatically create "
           "directories for a client; RFC 4918 section 9.3.1", also_reject=(404, 409)),
-    # Metadata: storage.read covers it; the profile says nothing for create.
+    # Metadata: storage.read covers it. The 1.0 profile is silent for create.
     _case("stat", "read-stat", WLCG, (READ,), "file", "accept",
           "storage.read reads a file's metadata", requirement="SHOULD"),
     _case("stat", "create-stat", WLCG, (CREATE,), "file", "either",

@@ -26,7 +26,7 @@ __all__ = [
 
 
 class Role(enum.StrEnum):
-    """What a service does in a workflow."""
+    """The function of a service in a workflow."""
 
     ISSUER = "issuer"
     STORAGE = "storage"

@@ -37,7 +37,7 @@ OPERATIONS = ("read", "create", "modify")
 
 @dataclass
 class ProbeRequest:
-    """What to send: a token (or header and claims to sign) and the check."""
+    """A probe: the token, or header and claims to sign, and the check to run."""
 
     implementation: str
     profile: str
@@ -74,7 +74,8 @@ def load_json_object(path: Path, what: str) -> dict[str, Any]:
         raise UsageError(f"the {what} file {path} is not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise UsageError(
-            f"the {what} file {path} holds a {type(value).__name__}, not a JSON object"
+            f"the {what} file {path} contains a {type(value).__name__}, "
+            "not a JSON object"
         )
     return value
 

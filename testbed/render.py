@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 __all__ = ["matrix_tables", "render_markdown", "render_terminal"]
 
-# Which participant role names the matrix column, by preference.
+# Participant roles that name the matrix column, in order of preference.
 COLUMN_ROLES = ("storage", "validator", "transfer", "compute", "issuer")
 # Scenarios between two endpoints, shown as source x destination tables.
 PAIR_SCENARIOS = ("tpc",)
@@ -66,7 +66,7 @@ def matrix_tables(
 def pair_tables(
     document: dict[str, Any],
 ) -> list[tuple[str, list[str], list[list[str]]]]:
-    """One table per pair-scenario case: rows are sources, columns destinations."""
+    """Build one table per pair-scenario case: sources by destinations."""
     by_case: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for cell in document["cells"]:
         if cell["scenario"] in PAIR_SCENARIOS:

@@ -3,7 +3,7 @@
 A response with a 2xx status counts as ``accept`` and 401 or 403 as ``reject``.
 Any other status is an error of the testbed, not a verdict. After the request the
 testbed checks the storage's state with an administrative token, so a server that
-answers 403 but still changed the data is caught.
+responds 403 but still changed the data is caught.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ REJECT_STATUSES = (401, 403)
 BODY_EXCERPT = 300
 ADMIN_TOKEN_LIFETIME = 3600
 INITIAL_CONTENT = b"testbed initial content\n"
-# Seconds an administrative request retries while the storage answers 423 Locked.
+# Seconds an administrative request retries while the storage responds 423 Locked.
 LOCKED_WAIT = 5.0
 
 
@@ -48,7 +48,7 @@ def verdict_for_status(status: int) -> Verdict | None:
 
 @dataclass
 class Observation:
-    """What the storage did with one request."""
+    """The storage's verdict on one request, with its status and evidence."""
 
     verdict: Verdict
     status: int
@@ -156,7 +156,7 @@ class AdminSession:
             response, _ = _request(
                 self.service.http, method, self.url(path), self.token(), body
             )
-            # XRootD answers 423 while a writer that it just refused still holds
+            # XRootD responds 423 while a writer that it just rejected still holds
             # the file open; the lock goes away within a moment.
             if response.status_code != 423 or time.monotonic() > deadline:
                 return response

@@ -1,6 +1,6 @@
 """The testbed's strict reference validator, driven by the profile data.
 
-It judges a token the way the token's profile says a relying party must, and
+It judges a token as the token's profile requires of a relying party, and
 where the profile leaves a choice it takes the strict one: padded base64, relative
 scope paths, malformed scope lists and unknown critical headers are rejected. It
 fetches the issuer's discovery document and JWKS over HTTPS like any other

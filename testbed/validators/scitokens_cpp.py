@@ -88,8 +88,8 @@ def authz_for(profile_name: str, operation: str) -> str:
 
     The argument is the profile's scope name for the operation, renamed as
     scitokens-cpp renames WLCG 1.0 scopes (``WLCG_AUTHZ``). So profiles with
-    ``storage.*`` scopes use ``read``, ``create`` and ``modify``, the way XRootD
-    asks, and SciTokens profiles ``read`` and ``write``.
+    ``storage.*`` scopes use ``read``, ``create`` and ``modify``, the names XRootD
+    requests, and SciTokens profiles ``read`` and ``write``.
     """
     profile = get_profile(profile_name)
     try:
@@ -100,8 +100,8 @@ def authz_for(profile_name: str, operation: str) -> str:
             f"profile {profile_name} has no scope for operation {operation!r}; "
             f"valid operations: {valid}"
         ) from None
-    # A storage asks for read, create or modify whatever the token's profile, so
-    # RFC 9068 tokens with storage.* scopes are asked the same way.
+    # A storage requests read, create or modify whatever the token's profile, so
+    # RFC 9068 tokens with storage.* scopes get the same requests.
     return WLCG_AUTHZ.get(scope, scope)
 
 
