@@ -49,6 +49,12 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("stat", "read a file's metadata with PROPFIND", "stat"),
         Scenario("rename", "rename a file with MOVE", "rename"),
         Scenario(
+            "tape",
+            "stage and poll files through the WLCG tape REST API",
+            "tape",
+            profiles="all",
+        ),
+        Scenario(
             "path-matching",
             "read with scope and request paths that need normalising",
             "download",
@@ -306,6 +312,49 @@ def _path_cases(profile: str) -> tuple[StorageCase, ...]:
 STORAGE_CASES = STORAGE_CASES + _path_cases(WLCG) + _path_cases(SCITOKENS)
 
 
+@dataclass(frozen=True)
+class TapeCase(Case):
+    """A stage or poll request with one granted scope."""
+
+    request: str = "stage"
+    grant: str = "stage"
+
+
+WLCG_13_SCOPE = "WLCG 1.3, 2.2.1 Capability-based Authorization: scope"
+
+
+def tape_cases(profiles: list[str]) -> list[TapeCase]:
+    """Return the stage and poll cases of the WLCG profiles that define them."""
+    table = (
+        ("stage-with-stage", "stage", "stage", "accept", "storage.stage stages data"),
+        ("stage-with-read", "stage", "read", "reject", "storage.read stages nothing"),
+        ("poll-with-poll", "poll", "poll", "accept", "storage.poll inquires locality"),
+        ("poll-with-stage", "poll", "stage", "accept",
+         "storage.stage also authorises poll"),
+        ("poll-with-create", "poll", "create", "reject",
+         "storage.create authorises no poll"),
+    )  # fmt: skip
+    cases = []
+    for profile in profiles:
+        if profile not in ("wlcg-1.3", "wlcg-2.0-draft"):
+            continue
+        for name, request, grant, expected, summary in table:
+            cases.append(
+                TapeCase(
+                    scenario="tape",
+                    name=name,
+                    profile=profile,
+                    expected=expected,
+                    requirement="MUST",
+                    section=WLCG_13_SCOPE,
+                    summary=summary,
+                    request=request,
+                    grant=grant,
+                )
+            )
+    return cases
+
+
 def rejection_cases(
     profiles: list[str], scenario: str = "token-rejection"
 ) -> list[RejectionCase]:
@@ -336,6 +385,8 @@ def cases_for(scenario: str, profiles: list[str]) -> list[Case]:
         return list(rejection_cases(profiles))
     if scenario == "compliance":
         return list(rejection_cases(profiles, "compliance"))
+    if scenario == "tape":
+        return list(tape_cases(profiles))
     if scenario == "tpc":
         from testbed.tpc import tpc_cases
 
