@@ -332,12 +332,14 @@ def up(implementations: tuple[str, ...]) -> None:
 def down(remove_all: bool) -> None:
     """Remove the stack that 'testbed up' started and any leftover containers.
 
-    Leftovers are containers of 'testbed run' processes that no longer exist.
+    Leftovers are containers and run folders of 'testbed run' processes that no
+    longer exist.
     """
     from testbed import engine
-    from testbed.run_context import CONTEXT_FILE, RunContext
+    from testbed.run_context import CONTEXT_FILE, RunContext, sweep_run_dirs
 
     client = engine.connect()
+    sweep_run_dirs()
     removed = engine.remove_containers(
         client, leftovers_only=True, include_up=remove_all
     )
