@@ -159,6 +159,8 @@ class Profile:
             "lifetime": self.default_lifetime,
             "max_lifetime": self.maximum_lifetime,
             "default_audience": self.any_audience or NO_AUDIENCE,
+            "client_id_claim": not self.known_claims
+            or "client_id" in self.known_claims,
             "alg": self.default_algorithm,
         }
 

@@ -128,6 +128,7 @@ def write_issuer_files(
     client_secrets = {
         "wlcg-client": secrets.token_urlsafe(24),
         "scitokens-client": secrets.token_urlsafe(24),
+        "scitokens1-client": secrets.token_urlsafe(24),
     }
 
     def client_entry(client_id: str, profile: str) -> dict[str, str]:
@@ -171,6 +172,7 @@ def write_issuer_files(
         "clients": [
             client_entry("wlcg-client", "wlcg-1.0"),
             client_entry("scitokens-client", "scitokens-2.0"),
+            client_entry("scitokens1-client", "scitokens-1.0"),
         ],
         "profiles": {
             "wlcg-1.0": {
@@ -188,6 +190,15 @@ def write_issuer_files(
                 "max_lifetime": MAX_LIFETIME,
                 "default_audience": "ANY",
                 "alg": "ES256",
+            },
+            "scitokens-1.0": {
+                "header": {},
+                "claims": {},
+                "lifetime": 600,
+                "max_lifetime": MAX_LIFETIME,
+                "default_audience": "ANY",
+                "alg": "RS256",
+                "client_id_claim": False,
             },
         },
     }
@@ -487,6 +498,22 @@ def test_token_scitokens_client_secret_post(issuer: RunningIssuer) -> None:
     assert claims["sub"] == "testbed-scitokens-client"
     assert claims["scope"] == "read:/ write:/store"
     assert claims["exp"] - claims["iat"] == 600
+
+
+def test_token_without_client_id_claim(issuer: RunningIssuer) -> None:
+    form = {
+        "grant_type": "client_credentials",
+        "scope": "read:/",
+        "client_id": "scitokens1-client",
+        "client_secret": issuer.files.client_secrets["scitokens1-client"],
+    }
+    response = issuer.client.post(f"{issuer.url}/token", data=form)
+    assert response.status_code == 200, response.text
+    claims = jwt.decode(
+        response.json()["access_token"], options={"verify_signature": False}
+    )
+    assert "client_id" not in claims
+    assert claims["scope"] == "read:/"
 
 
 @pytest.mark.parametrize(

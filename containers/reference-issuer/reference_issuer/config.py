@@ -70,6 +70,9 @@ class Profile:
     default_audience: str | list[str]
     key: SigningKey
     scopes: tuple[str, ...]
+    # Whether tokens from the token endpoint carry client_id (RFC 9068 section
+    # 2.2); profiles whose claims are all critical, like SciTokens 1.0, turn it off.
+    client_id_claim: bool = True
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,7 @@ def _load_profile(name: str, entry: Any, keys: tuple[SigningKey, ...]) -> Profil
         "alg",
         "kid",
         "scopes",
+        "client_id_claim",
     )
     _reject_unknown_fields(entry, allowed, where)
 
@@ -354,6 +358,9 @@ def _load_profile(name: str, entry: Any, keys: tuple[SigningKey, ...]) -> Profil
     else:
         raise ConfigError(f"{where}.scopes: must be an array of scope names")
 
+    client_id_claim = _get(
+        entry, "client_id_claim", bool, where, required=False, default=True
+    )
     return Profile(
         name=name,
         header=header,
@@ -363,6 +370,7 @@ def _load_profile(name: str, entry: Any, keys: tuple[SigningKey, ...]) -> Profil
         default_audience=audience,
         key=candidates[0],
         scopes=scope_names,
+        client_id_claim=client_id_claim,
     )
 
 

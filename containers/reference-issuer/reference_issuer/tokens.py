@@ -291,8 +291,9 @@ class Issuer:
             exp=now + lifetime,
             jti=str(uuid.uuid4()),
             scope=scope,
-            client_id=client.client_id,
         )
+        if profile.client_id_claim:
+            claims["client_id"] = client.client_id
         header = {"alg": profile.key.alg, "kid": profile.key.kid, **profile.header}
         token = encode_jws(header, claims, profile.key)
         details["kid"] = profile.key.kid
