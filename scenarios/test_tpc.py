@@ -2,7 +2,7 @@
 
 The source token grants read on the source file and the destination token create
 on the destination directory, each for its own endpoint's audience. A copy passes
-only when the destination then holds the source's bytes (SHA-256); negative cases
+only when the destination then contains the source's bytes (SHA-256); negative cases
 break one grant and expect no copy.
 """
 

@@ -164,8 +164,8 @@ class CertificateAuthority:
     ) -> ServerCertificate:
         """Issue a TLS server certificate and write ``cert.pem`` and ``key.pem``.
 
-        The certificate file holds the leaf followed by the CA certificate, so servers
-        that send their whole chain find it there.
+        The certificate file contains the leaf followed by the CA certificate, so
+        servers that send their whole chain find it there.
         """
         if not hostnames:
             raise ConfigurationError("a server certificate needs at least one hostname")

@@ -48,7 +48,7 @@ def connect(timeout: int = API_TIMEOUT) -> docker.DockerClient:
         if client is not None:
             client.close()
         raise DockerUnavailableError(
-            f"no Docker engine answers at {target} ({exc}). Start one (as root on "
+            f"no Docker engine responds at {target} ({exc}). Start one (as root on "
             "Debian: 'make docker', which installs docker.io and runs dockerd with "
             "loopback-only networking) or set DOCKER_HOST to a running engine."
         ) from exc

@@ -40,7 +40,7 @@ class ConfigurationError(TestbedError):
 
 
 class DockerUnavailableError(TestbedError):
-    """No Docker engine answers."""
+    """No Docker engine responds."""
 
 
 class ImageBuildError(TestbedError):

@@ -5,7 +5,7 @@ the build context (the implementation's folder under ``containers/`` plus any
 wheelhouse), the build arguments and the base image's id. When an image with that
 tag exists, nothing is built.
 
-Base images are ``debian:<suite>-slim``. Where no registry answers, the testbed
+Base images are ``debian:<suite>-slim``. Where no registry responds, the testbed
 bootstraps one offline with ``mmdebstrap`` from the host's own Debian mirror and
 tags it ``debian:<suite>-slim`` locally.
 """
@@ -56,7 +56,7 @@ SUITE_PYTHON = {"bookworm": ("3.11", 36), "trixie": ("3.13", 41), "sid": ("3.13"
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """What to build: a folder under ``containers/``, a Debian suite and extras."""
+    """A build request: a folder under ``containers/``, a Debian suite and extras."""
 
     name: str
     suite: str = "bookworm"
@@ -171,7 +171,7 @@ class ImageBuilder:
                     if source == "pull":
                         raise ImageBuildError(f"cannot pull {official}: {exc}") from exc
                     logger.info(
-                        "no registry answers for %s; bootstrapping it", official
+                        "no registry responded for %s; bootstrapping it", official
                     )
             self._bootstrap(suite, bootstrapped)
             return bootstrapped
@@ -179,9 +179,9 @@ class ImageBuilder:
     def _bootstrap(self, suite: str, tag: str) -> None:
         if shutil.which("mmdebstrap") is None:
             raise ImageBuildError(
-                f"cannot build base image {tag}: no registry answers and mmdebstrap is "
-                "not installed; install it (apt-get install mmdebstrap) or load the "
-                "image with 'docker load'"
+                f"cannot build base image {tag}: no registry responded and "
+                "mmdebstrap is not installed; install it (apt-get install "
+                "mmdebstrap) or load the image with 'docker load'"
             )
         mirror = os.environ.get("TESTBED_DEBIAN_MIRROR") or host_mirror()
         command = ["mmdebstrap", "--variant=apt", "--quiet"]

@@ -39,14 +39,14 @@ RESULTS_FILE = "results.json"
 
 
 class Verdict(enum.StrEnum):
-    """What a relying party did with a request."""
+    """A relying party's decision on a request."""
 
     ACCEPT = "accept"
     REJECT = "reject"
 
 
 class Outcome(enum.StrEnum):
-    """How a cell's observation compares with its expectation."""
+    """The result of comparing a cell's observation with its expectation."""
 
     PASS = "pass"
     FAIL = "fail"

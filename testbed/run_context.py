@@ -34,7 +34,7 @@ OWNER_FILE = "owner"
 
 
 def runs_root() -> Path:
-    """Return the folder that holds the run folders of this user's ``testbed run``."""
+    """Return the folder that contains this user's run folders."""
     return Path(tempfile.gettempdir()) / f"testbed-runs-{os.getuid()}"
 
 
@@ -52,7 +52,7 @@ def new_run_dir(run_id: str) -> Path:
 def sweep_run_dirs() -> list[Path]:
     """Delete run folders whose owner process on this host no longer exists.
 
-    A runner killed with SIGKILL cannot delete its folder, which holds the run's
+    A runner killed with SIGKILL cannot delete its folder, which contains the run's
     CA key, signing keys and client secrets; the next run removes it.
     """
     removed: list[Path] = []
@@ -90,7 +90,7 @@ def new_run_id() -> str:
 
 @dataclass
 class RunContext:
-    """What every service of one run shares."""
+    """The state that every service of one run shares."""
 
     run_id: str
     run_dir: Path

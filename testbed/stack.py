@@ -182,7 +182,7 @@ class Stack:
         return self._validators[key]
 
     def health_problem(self, key: str) -> str | None:
-        """Return why service ``key`` is unusable, or None when it answers."""
+        """Return why service ``key`` is unusable, or None when it responds."""
         service = self.services.get(key)
         if service is None:
             return None

@@ -2,7 +2,7 @@
 
 A storage advertises the API at ``/.well-known/wlcg-tape-rest-api``; the
 document lists endpoints by version. Staging is ``POST {endpoint}/stage`` with
-``{"files": [{"path": ...}]}``, answered with a request id; polling the files'
+``{"files": [{"path": ...}]}``, which returns a request id. Polling the files'
 locality is ``POST {endpoint}/archiveinfo`` with ``[{"path": ...}]``. Only
 storage implementations with the ``tape-rest`` capability are asked.
 """

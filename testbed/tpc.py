@@ -121,7 +121,7 @@ def tpc_cases(profiles: list[str]) -> list[TpcCase]:
 
 @dataclass
 class CopyResult:
-    """What a copy request returned: status, markers and the final line."""
+    """The response to a copy request: status, markers and the final line."""
 
     status: int | None
     final_line: str

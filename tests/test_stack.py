@@ -1,7 +1,7 @@
 """Integration tests of the whole testbed against the real Docker engine.
 
 These build the real images (reference issuer, XRootD from Debian) and run the
-CLI as a user would. They are skipped where no engine answers, except in CI
+CLI as a user would. They are skipped where no engine responds, except in CI
 (``CI=true``), where a missing engine is a failure.
 """
 

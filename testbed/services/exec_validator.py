@@ -1,4 +1,4 @@
-"""Driver of validator containers that stay up and answer through ``docker exec``.
+"""Driver of validator containers that stay up and respond through ``docker exec``.
 
 The image's entry point installs the CA and then runs its default command, which
 keeps the container alive (``sleep infinity``). Each check is one ``docker exec``.

@@ -12,8 +12,8 @@ from testbed.validators.base import Validator
 
 __all__ = ["EXEC_AUDIENCE", "Judge", "judge_for"]
 
-# Audience that tokens for the command-line and library validators carry; those
-# validators are told to expect it.
+# Audience that tokens for the command-line and library validators carry. Those
+# validators are configured to expect it.
 EXEC_AUDIENCE = "https://validator.testbed.invalid"
 
 

@@ -15,7 +15,7 @@ OVERSIZE_STATUSES = (400, 413, 431)
 class StorageValidator:
     """Reads a prepared file with the token; 2xx accepts, 401 or 403 rejects.
 
-    A server that closes the connection or answers 400, 413 or 431 also rejects,
+    A server that closes the connection or responds 400, 413 or 431 also rejects,
     because that is how servers refuse oversized or unparsable requests.
     """
 
