@@ -248,7 +248,7 @@ def _prepare_output(output: Path) -> None:
         probe = output / ".testbed-write-check"
         probe.write_text("", encoding="utf-8")
         probe.unlink()
-        for name in (RESULTS_FILE, "matrix.md"):
+        for name in (RESULTS_FILE, "matrix.md", "matrix.html"):
             (output / name).unlink(missing_ok=True)
     except OSError as exc:
         raise UsageError(

@@ -28,7 +28,7 @@ from testbed.implementations import (
     resolve_implementations,
 )
 from testbed.profiles import load_profiles
-from testbed.render import render_markdown, render_terminal
+from testbed.render import render_html, render_markdown, render_terminal
 from testbed.results import Cell, Outcome, RunRecord, write_results
 from testbed.run_context import RunContext, new_run_dir, new_run_id, sweep_run_dirs
 
@@ -517,6 +517,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         write_results(record, testbed.output)
         document = record.to_json()
         (testbed.output / "matrix.md").write_text(render_markdown(document), "utf-8")
+        (testbed.output / "matrix.html").write_text(render_html(document), "utf-8")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from collections import defaultdict
 from typing import Any
 
 from tabulate import tabulate
 
-__all__ = ["matrix_tables", "render_markdown", "render_terminal"]
+__all__ = ["matrix_tables", "render_html", "render_markdown", "render_terminal"]
 
 # Participant roles that name the matrix column, in order of preference.
 COLUMN_ROLES = ("storage", "validator", "transfer", "compute", "issuer")
@@ -244,3 +245,41 @@ def render_markdown(document: dict[str, Any]) -> str:
             lines.append(f"- `{cell['id']}` ({cell['outcome']}): {_explain(cell)}")
         lines.append("")
     return "\n".join(lines)
+
+
+HTML_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+    "margin-bottom:2em}td,th{border:1px solid #ccc;padding:2px 6px;"
+    "font-size:90%}th{background:#eee}"
+)
+
+
+def render_html(document: dict[str, Any]) -> str:
+    """Render the matrix as a standalone HTML page with the Markdown's tables."""
+    run = document["run"]
+    sections: list[tuple[str, list[str], list[list[str]]]] = [
+        ("Implementations", *_implementations(document)),
+        ("Summary", *summary_table(document)),
+    ]
+    sections += [
+        (profile, headers, body) for profile, headers, body in matrix_tables(document)
+    ]
+    sections += pair_tables(document)
+    headers, body = disagreement_table(document)
+    if body:
+        sections.append((f"Disagreements ({len(body)} variants)", headers, body))
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>Token interoperability matrix</title>",
+        f"<style>{HTML_STYLE}</style></head><body>",
+        "<h1>Token interoperability matrix</h1>",
+        f"<p>Run {html.escape(run['id'])} on {html.escape(run['host'])}, "
+        f"{html.escape(run['started'])} to {html.escape(run['finished'])}, testbed "
+        f"{html.escape(run['testbed_version'])}.</p>",
+    ]
+    for title, headers, body in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(tabulate(body, headers=headers, tablefmt="html"))
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from testbed.render import matrix_tables, render_markdown, render_terminal
+from testbed.render import (
+    disagreement_table,
+    matrix_tables,
+    render_html,
+    render_markdown,
+    render_terminal,
+)
 from testbed.results import Cell, RunRecord
 
 OLD, NEW = "xrootd@5.5.3", "xrootd@5.8.1"
@@ -203,3 +209,36 @@ def test_terminal_reports_failed_start(document: dict[str, Any]) -> None:
     document["implementations"][1]["error"] = "ServiceStartError: exited with 1"
     text = render_terminal(document)
     assert f"{NEW} did not start:\nServiceStartError: exited with 1" in text
+
+
+def test_html_page_has_tables(document: dict[str, Any]) -> None:
+    page = render_html(document)
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("<table>") >= 4
+    assert "<h2>wlcg-1.0</h2>" in page
+    assert "run-42" in page
+
+
+def test_html_escapes_cell_text(document: dict[str, Any]) -> None:
+    document["cells"][0]["case"] = "<script>alert(1)</script>"
+    page = render_html(document)
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_disagreement_table_lists_differing_verdicts() -> None:
+    record = RunRecord(run_id="run-7")
+    record.cells = [
+        _cell(OLD, "wlcg-1.0", "crit-unknown", "pass", scenario="compliance",
+              participants={"validator": OLD}),
+        _cell(NEW, "wlcg-1.0", "crit-unknown", "fail", scenario="compliance",
+              participants={"validator": NEW}, observed="accept"),
+        _cell(OLD, "wlcg-1.0", "valid", "pass", scenario="compliance",
+              participants={"validator": OLD}),
+        _cell(NEW, "wlcg-1.0", "valid", "pass", scenario="compliance",
+              participants={"validator": NEW}),
+    ]  # fmt: skip
+    headers, body = disagreement_table(record.to_json())
+    assert headers[:3] == ["profile", "variant", "expected"]
+    assert [row[1] for row in body] == ["crit-unknown"]
+    assert body[0][3:] == ["reject", "accept"]
