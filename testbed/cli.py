@@ -28,7 +28,8 @@ from testbed.implementations import (
     IMPLEMENTATIONS,
     Implementation,
     Role,
-    resolve_implementations,
+    select_implementations,
+    split_names,
 )
 from testbed.profiles import get_profile, load_profiles
 from testbed.results import RESULTS_FILE
@@ -54,12 +55,6 @@ EXIT_INTERRUPTED = 130
 CHATTY_LOGGERS = ("testbed.storage_ops", "testbed.issuer_client", "httpx")
 # testcontainers logs "Pulling image" for every start, although the image is local.
 QUIET_LOGGERS = ("testcontainers",)
-
-
-def _split(values: tuple[str, ...]) -> list[str]:
-    return [
-        part.strip() for value in values for part in value.split(",") if part.strip()
-    ]
 
 
 def _fail(exc: TestbedError) -> NoReturn:
@@ -227,18 +222,14 @@ def run(
 
 def _nonempty(values: tuple[str, ...], option: str) -> list[str]:
     """Split an option's values; an option given with only empty names is an error."""
-    names = _split(values)
+    names = split_names(values)
     if values and not names:
         raise UsageError(f"{option} was given but names nothing; see 'testbed list'")
     return names
 
 
 def _selected_implementations(values: tuple[str, ...]) -> list[Implementation]:
-    names = _nonempty(values, "--implementations") or list(DEFAULT_IMPLEMENTATIONS)
-    impls = resolve_implementations(names)
-    if not any(i.role is Role.ISSUER for i in impls):
-        impls = resolve_implementations([DEFAULT_IMPLEMENTATIONS[0]]) + impls
-    return impls
+    return select_implementations(_nonempty(values, "--implementations"))
 
 
 def _prepare_output(output: Path) -> None:

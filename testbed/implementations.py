@@ -22,6 +22,8 @@ __all__ = [
     "Implementation",
     "Role",
     "resolve_implementations",
+    "select_implementations",
+    "split_names",
 ]
 
 
@@ -185,3 +187,19 @@ def resolve_implementations(names: Iterable[str]) -> list[Implementation]:
         for impl in matches:
             selected[impl.key] = impl
     return list(selected.values())
+
+
+def split_names(values: Iterable[str]) -> list[str]:
+    """Split option values, each of which may list comma-separated names."""
+    return [
+        part.strip() for value in values for part in value.split(",") if part.strip()
+    ]
+
+
+def select_implementations(names: list[str]) -> list[Implementation]:
+    """Resolve ``names``, or the default matrix when empty, adding the issuer."""
+    implementations = resolve_implementations(names or DEFAULT_IMPLEMENTATIONS)
+    if not any(impl.role is Role.ISSUER for impl in implementations):
+        issuer = resolve_implementations([DEFAULT_IMPLEMENTATIONS[0]])
+        implementations = issuer + implementations
+    return implementations

@@ -25,7 +25,8 @@ from testbed.implementations import (
     DEFAULT_IMPLEMENTATIONS,
     Implementation,
     Role,
-    resolve_implementations,
+    select_implementations,
+    split_names,
 )
 from testbed.profiles import load_profiles
 from testbed.render import render_html, render_markdown, render_terminal
@@ -138,11 +139,7 @@ class TestbedSession:
         elif self.startup_error is not None and not self.record.implementations:
             self.record.implementations = [
                 {
-                    "key": impl.key,
-                    "name": impl.name,
-                    "version": impl.version,
-                    "role": impl.role.value,
-                    "image": "",
+                    **_implementation_entry(impl),
                     "status": "failed",
                     "error": str(self.startup_error)[:2000],
                 }
@@ -156,15 +153,7 @@ class TestbedSession:
         stack = self.stack
         self.record.implementations = []
         for impl in self.implementations:
-            entry = {
-                "key": impl.key,
-                "name": impl.name,
-                "version": impl.version,
-                "declared_version": impl.version,
-                "role": impl.role.value,
-                "image": stack.images.get(impl.key, ""),
-                "status": "ready",
-            }
+            entry = _implementation_entry(impl, stack.images.get(impl.key, ""))
             tool = stack.clients.get(impl.name)
             if impl.key in stack.services:
                 entry["version"] = stack.services[impl.key].version
@@ -184,6 +173,19 @@ class TestbedSession:
             self.record.implementations.append(entry)
 
 
+def _implementation_entry(impl: Implementation, image: str = "") -> dict[str, str]:
+    """Return an implementation's row of results.json, before its status is known."""
+    return {
+        "key": impl.key,
+        "name": impl.name,
+        "version": impl.version,
+        "declared_version": impl.version,
+        "role": impl.role.value,
+        "image": image,
+        "status": "ready",
+    }
+
+
 def _needed(
     implementations: list[Implementation], scenarios: list[str]
 ) -> list[Implementation]:
@@ -198,23 +200,11 @@ def _needed(
 
 def _option_list(config: pytest.Config, name: str) -> list[str]:
     values = config.getoption(name) or []
-    if isinstance(values, str):
-        values = [values]
-    return [
-        part.strip() for value in values for part in value.split(",") if part.strip()
-    ]
+    return split_names([values] if isinstance(values, str) else values)
 
 
 def _option_implementations(config: pytest.Config) -> list[Implementation]:
-    names = _option_list(config, "testbed_implementations") or list(
-        DEFAULT_IMPLEMENTATIONS
-    )
-    implementations = resolve_implementations(names)
-    if not any(i.role is Role.ISSUER for i in implementations):
-        implementations = (
-            resolve_implementations([DEFAULT_IMPLEMENTATIONS[0]]) + implementations
-        )
-    return implementations
+    return select_implementations(_option_list(config, "testbed_implementations"))
 
 
 def _option_profiles(config: pytest.Config) -> list[str]:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import docker
 import docker.errors
@@ -72,10 +72,6 @@ def run_parallel(
         while thread.is_alive():
             thread.join(0.2)
     return results
-
-
-class Driver(Protocol):
-    def configure(self, run: RunContext, config_dir: Any) -> dict[str, Any]: ...
 
 
 def _driver(impl: Implementation) -> Any:
