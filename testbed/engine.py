@@ -21,6 +21,7 @@ __all__ = [
     "LABEL_RUN",
     "connect",
     "owner_alive",
+    "process_alive",
     "remove_containers",
 ]
 
@@ -64,8 +65,11 @@ def owner_alive(container: Container) -> bool:
         pid = int(labels.get(LABEL_PID, "0"))
     except ValueError:
         return False
-    if pid <= 0:
-        return False
+    return pid > 0 and process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Tell whether process ``pid`` exists on this host (owned by anyone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

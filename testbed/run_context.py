@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.ca import CertificateAuthority, write_private_file
+from testbed.engine import process_alive
 from testbed.errors import ConfigurationError
 from testbed.profiles import load_profiles
 from testbed.services.base import free_port
@@ -65,22 +66,12 @@ def sweep_run_dirs() -> list[Path]:
             pid = int(pid_text)
         except (OSError, ValueError):
             continue
-        if host != socket.gethostname() or _alive(pid):
+        if host != socket.gethostname() or process_alive(pid):
             continue
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
         logger.info("removed the run folder %s of ended process %d", directory, pid)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def new_run_id() -> str:
